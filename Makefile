@@ -1,0 +1,188 @@
+# rekey Makefile — the kubebuilder targets, plus envtest, demo and bench.
+#
+# Every tool is pinned and installed from the Go module proxy into ./bin.
+# The Kubernetes control plane for tests is built from source by
+# hack/setup-envtest.sh (setup-envtest cannot download here) and found the
+# standard kubebuilder way through `setup-envtest use -i -p path`.
+
+# Image URL to use all building/pushing image targets
+IMG ?= rekey:latest
+# YEAR is the year stamped into generated files' boilerplate headers.
+YEAR ?= 2026
+
+CONTAINER_TOOL ?= docker
+
+SHELL = /usr/bin/env bash -o pipefail
+.SHELLFLAGS = -ec
+
+export GOFLAGS ?= -buildvcs=false
+
+.PHONY: all
+all: build
+
+##@ General
+
+.PHONY: help
+help: ## Display this help.
+	@awk 'BEGIN {FS = ":.*##"; printf "\nUsage:\n  make \033[36m<target>\033[0m\n"} /^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) } ' $(MAKEFILE_LIST)
+
+##@ Main commands
+
+.PHONY: demo
+demo: build envtest ## Run the main job end to end on a local control plane (see README).
+	@echo "make demo: the end-to-end demo arrives with the KeyRotation controller (issue: controller)." >&2; exit 1
+
+.PHONY: test
+test: manifests generate fmt vet envtest ## Run unit tests and the envtest suites against a real kube-apiserver and etcd.
+	KUBEBUILDER_ASSETS="$$("$(ENVTEST)" use -i -p path $(ENVTEST_K8S_VERSION))" \
+	KUBEBUILDER_CONTROLPLANE_START_TIMEOUT=$(KUBEBUILDER_CONTROLPLANE_START_TIMEOUT) \
+	go test ./... -coverprofile cover.out $(TEST_ARGS)
+
+KUBEBUILDER_CONTROLPLANE_START_TIMEOUT ?= 60s
+
+.PHONY: bench
+bench: ## Scale benchmark of a rotation (filled in by the scale issue).
+	@echo "make bench: the scale benchmark arrives with the scale issue." >&2; exit 1
+
+##@ Development
+
+.PHONY: manifests
+manifests: controller-gen ## Generate the CRD and RBAC from kubebuilder markers.
+	"$(CONTROLLER_GEN)" rbac:roleName=manager-role crd paths="./..." output:crd:artifacts:config=config/crd/bases
+
+.PHONY: generate
+generate: controller-gen ## Generate DeepCopy methods.
+	"$(CONTROLLER_GEN)" object:headerFile="hack/boilerplate.go.txt",year=$(YEAR) paths="./..."
+
+.PHONY: verify
+verify: manifests generate ## Fail when generated files are not current.
+	@if ! git diff --quiet -- api config; then \
+		echo "Generated files are out of date; run 'make manifests generate' and commit:" >&2; \
+		git --no-pager diff --stat -- api config >&2; exit 1; \
+	fi
+	@if [ -n "$$(git ls-files --others --exclude-standard -- api config)" ]; then \
+		echo "Untracked generated files; run 'make manifests generate' and commit:" >&2; \
+		git ls-files --others --exclude-standard -- api config >&2; exit 1; \
+	fi
+
+.PHONY: fmt
+fmt: ## Run go fmt against code.
+	go fmt ./...
+
+.PHONY: vet
+vet: ## Run go vet against code.
+	go vet ./...
+
+.PHONY: lint
+lint: golangci-lint ## Run golangci-lint.
+	"$(GOLANGCI_LINT)" run
+
+.PHONY: lint-fix
+lint-fix: golangci-lint ## Run golangci-lint and apply its fixes.
+	"$(GOLANGCI_LINT)" run --fix
+
+##@ Build
+
+.PHONY: build
+build: manifests generate fmt vet ## Build the rekey binary into bin/rekey.
+	go build -o bin/rekey ./cmd/rekey
+
+.PHONY: run
+run: manifests generate fmt vet ## Run the controller from your host against ~/.kube/config.
+	go run ./cmd/rekey controller
+
+.PHONY: docker-build
+docker-build: ## Build the container image.
+	$(CONTAINER_TOOL) build -t ${IMG} .
+
+.PHONY: docker-push
+docker-push: ## Push the container image.
+	$(CONTAINER_TOOL) push ${IMG}
+
+.PHONY: build-installer
+build-installer: manifests generate kustomize ## Render CRD, RBAC and Deployment into dist/install.yaml.
+	mkdir -p dist
+	rm -rf dist/.kustomize && cp -r config dist/.kustomize
+	cd dist/.kustomize/manager && "$(KUSTOMIZE)" edit set image controller=${IMG}
+	"$(KUSTOMIZE)" build dist/.kustomize/default > dist/install.yaml
+	rm -rf dist/.kustomize
+
+##@ Deployment
+
+ifndef ignore-not-found
+  ignore-not-found = false
+endif
+
+.PHONY: install
+install: manifests kustomize ## Install the CRD into the cluster of the current kubeconfig.
+	"$(KUSTOMIZE)" build config/crd | "$(KUBECTL)" apply -f -
+
+.PHONY: uninstall
+uninstall: manifests kustomize ## Uninstall the CRD (ignore-not-found=true to ignore missing objects).
+	"$(KUSTOMIZE)" build config/crd | "$(KUBECTL)" delete --ignore-not-found=$(ignore-not-found) -f -
+
+.PHONY: deploy
+deploy: build-installer ## Deploy the operator to the cluster of the current kubeconfig.
+	"$(KUBECTL)" apply -f dist/install.yaml
+
+.PHONY: undeploy
+undeploy: build-installer ## Remove the operator (ignore-not-found=true to ignore missing objects).
+	"$(KUBECTL)" delete --ignore-not-found=$(ignore-not-found) -f dist/install.yaml
+
+##@ Dependencies
+
+LOCALBIN ?= $(shell pwd)/bin
+$(LOCALBIN):
+	mkdir -p "$(LOCALBIN)"
+
+KUBECTL ?= kubectl
+KUSTOMIZE ?= $(LOCALBIN)/kustomize
+CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen
+ENVTEST ?= $(LOCALBIN)/setup-envtest
+GOLANGCI_LINT = $(LOCALBIN)/golangci-lint
+
+KUSTOMIZE_VERSION ?= v5.7.1
+CONTROLLER_TOOLS_VERSION ?= v0.23.0
+GOLANGCI_LINT_VERSION ?= v2.15.0
+# setup-envtest comes with controller-runtime; the control plane versions go together.
+ENVTEST_VERSION ?= v0.25.1
+ENVTEST_K8S_VERSION ?= 1.37.2
+ETCD_VERSION ?= 3.6.16
+
+.PHONY: kustomize
+kustomize: $(KUSTOMIZE) ## Install kustomize into ./bin.
+$(KUSTOMIZE): $(LOCALBIN)
+	$(call go-install-tool,$(KUSTOMIZE),sigs.k8s.io/kustomize/kustomize/v5,$(KUSTOMIZE_VERSION))
+
+.PHONY: controller-gen
+controller-gen: $(CONTROLLER_GEN) ## Install controller-gen into ./bin.
+$(CONTROLLER_GEN): $(LOCALBIN)
+	$(call go-install-tool,$(CONTROLLER_GEN),sigs.k8s.io/controller-tools/cmd/controller-gen,$(CONTROLLER_TOOLS_VERSION))
+
+.PHONY: setup-envtest
+setup-envtest: $(ENVTEST) ## Install setup-envtest into ./bin.
+$(ENVTEST): $(LOCALBIN)
+	$(call go-install-tool,$(ENVTEST),sigs.k8s.io/controller-runtime/tools/setup-envtest,$(ENVTEST_VERSION))
+
+.PHONY: envtest
+envtest: setup-envtest ## Build kube-apiserver, etcd and kubectl from source once and install them for envtest.
+	SETUP_ENVTEST="$(ENVTEST)" ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) ETCD_VERSION=$(ETCD_VERSION) ./hack/setup-envtest.sh
+
+.PHONY: golangci-lint
+golangci-lint: $(GOLANGCI_LINT) ## Install golangci-lint into ./bin.
+$(GOLANGCI_LINT): $(LOCALBIN)
+	$(call go-install-tool,$(GOLANGCI_LINT),github.com/golangci/golangci-lint/v2/cmd/golangci-lint,$(GOLANGCI_LINT_VERSION))
+
+# go-install-tool installs a pinned tool as bin/NAME-VERSION with a bin/NAME symlink.
+# $1 - target path with name of binary, $2 - package, $3 - version
+define go-install-tool
+@[ -f "$(1)-$(3)" ] && [ "$$(readlink -- "$(1)" 2>/dev/null)" = "$(1)-$(3)" ] || { \
+set -e; \
+package=$(2)@$(3) ;\
+echo "Installing $${package}" ;\
+rm -f "$(1)" ;\
+GOBIN="$(LOCALBIN)" go install $${package} ;\
+mv "$(LOCALBIN)/$$(basename "$(1)")" "$(1)-$(3)" ;\
+} ;\
+ln -sf "$$(realpath "$(1)-$(3)")" "$(1)"
+endef

@@ -1,0 +1,112 @@
+/*
+Copyright 2026 The rekey Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	_ "k8s.io/client-go/plugin/pkg/client/auth"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	rekeyv1alpha1 "github.com/rekey-dev/rekey/api/v1alpha1"
+)
+
+// controllerOptions are the manager's flags.
+type controllerOptions struct {
+	metricsAddr          string
+	probeAddr            string
+	enableLeaderElection bool
+	leaderElectionNS     string
+	qps                  float64
+	burst                int
+	zap                  zap.Options
+}
+
+func (o *controllerOptions) bind(fs *flag.FlagSet) {
+	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus /metrics endpoint; 0 disables it")
+	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints; 0 disables them")
+	fs.BoolVar(&o.enableLeaderElection, "leader-elect", false, "elect a leader so that only one manager works at a time")
+	fs.StringVar(&o.leaderElectionNS, "leader-election-namespace", "", "namespace of the leader election lease (default: the pod's namespace)")
+	fs.Float64Var(&o.qps, "kube-api-qps", 200, "client-side QPS limit towards the kube-apiserver")
+	fs.IntVar(&o.burst, "kube-api-burst", 400, "client-side burst towards the kube-apiserver")
+	o.zap.BindFlags(fs)
+}
+
+func newScheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(rekeyv1alpha1.AddToScheme(s))
+	return s
+}
+
+func runController(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer) error {
+	var o controllerOptions
+	fs := newFlagSet("controller", stderr)
+	o.bind(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	o.zap.DestWriter = stderr
+	// Always set a logger: controller-runtime's placeholder grows without bound.
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&o.zap)))
+	log := ctrl.Log.WithName("setup")
+
+	restCfg, err := ctrl.GetConfig()
+	if err != nil {
+		return fmt.Errorf("kubeconfig: %w", err)
+	}
+	restCfg.QPS = float32(o.qps)
+	restCfg.Burst = o.burst
+
+	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
+		Scheme:                  newScheme(),
+		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr},
+		HealthProbeBindAddress:  o.probeAddr,
+		LeaderElection:          o.enableLeaderElection,
+		LeaderElectionID:        "rekey.dev-controller",
+		LeaderElectionNamespace: o.leaderElectionNS,
+		Client: client.Options{
+			// Secret data is never cached: every Secret read goes to the apiserver.
+			Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}},
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("creating the manager: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return fmt.Errorf("health check: %w", err)
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return fmt.Errorf("ready check: %w", err)
+	}
+	log.Info("starting manager", "version", version)
+	if err := mgr.Start(ctx); err != nil {
+		return fmt.Errorf("running the manager: %w", err)
+	}
+	return nil
+}
