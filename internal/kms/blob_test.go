@@ -1,0 +1,261 @@
+/*
+Copyright 2026 The rekey Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package kms
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"maps"
+	"testing"
+)
+
+// TestBlobLayout pins the wire format of DESIGN §2 byte by byte.
+func TestBlobLayout(t *testing.T) {
+	e, _ := newTestEngine(t, Options{})
+	k := mustKey(t, e, "")
+	pt := []byte("hello")
+	blob := mustEncrypt(t, e, k.KeyID, pt, nil)
+	if blob[0] != 0x01 || blob[1] != 36 || string(blob[2:38]) != k.KeyID {
+		t.Fatalf("header: % x", blob[:38])
+	}
+	if v := binary.BigEndian.Uint32(blob[38:42]); v != 1 {
+		t.Fatalf("version field %d, want 1", v)
+	}
+	if len(blob) != 2+36+4+12+len(pt)+16 {
+		t.Fatalf("blob length %d", len(blob))
+	}
+	b, err := ParseBlob(blob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(b.Marshal(), blob) || len(b.Nonce) != 12 || len(b.Header) != 42 {
+		t.Fatalf("parse/marshal: %+v", b)
+	}
+}
+
+// TestBlobEveryBitFlipped: no single-bit change to a blob decrypts.
+func TestBlobEveryBitFlipped(t *testing.T) {
+	ctx := context.Background()
+	e, _ := newTestEngine(t, Options{})
+	mustKey(t, e, "alias/k")
+	ec := map[string]string{"app": "billing"}
+	blob := mustEncrypt(t, e, "alias/k", []byte("a secret value of some length"), ec)
+	for i := range len(blob) * 8 {
+		bad := bytes.Clone(blob)
+		bad[i/8] ^= 1 << (i % 8)
+		_, err := e.Decrypt(ctx, &DecryptInput{CiphertextBlob: bad, EncryptionContext: ec})
+		if err == nil {
+			t.Fatalf("blob with bit %d flipped decrypted", i)
+		}
+		switch CodeOf(err) {
+		case CodeInvalidCiphertext, CodeNotFound:
+		default:
+			t.Fatalf("bit %d: unexpected error %v", i, err)
+		}
+	}
+}
+
+// TestBlobEveryTruncation: no prefix of a blob decrypts, and none panics.
+func TestBlobEveryTruncation(t *testing.T) {
+	ctx := context.Background()
+	e, _ := newTestEngine(t, Options{})
+	mustKey(t, e, "alias/k")
+	blob := mustEncrypt(t, e, "alias/k", []byte("truncate me"), nil)
+	for n := range len(blob) {
+		_, err := e.Decrypt(ctx, &DecryptInput{CiphertextBlob: blob[:n]})
+		wantCode(t, err, CodeInvalidCiphertext)
+		_, err = e.ReEncrypt(ctx, &ReEncryptInput{CiphertextBlob: blob[:n], DestinationKeyID: "alias/k"})
+		wantCode(t, err, CodeInvalidCiphertext)
+	}
+	// Appended bytes are caught too.
+	_, err := e.Decrypt(ctx, &DecryptInput{CiphertextBlob: append(bytes.Clone(blob), 0)})
+	wantCode(t, err, CodeInvalidCiphertext)
+}
+
+// TestBlobContextSwaps: a blob opens only under exactly its own context.
+func TestBlobContextSwaps(t *testing.T) {
+	ctx := context.Background()
+	e, _ := newTestEngine(t, Options{})
+	mustKey(t, e, "alias/k")
+	ec := map[string]string{"ab": "c", "d": "e"}
+	blob := mustEncrypt(t, e, "alias/k", []byte("x"), ec)
+	for _, other := range []map[string]string{
+		nil,
+		{"ab": "c"},
+		{"a": "bc", "d": "e"}, // same concatenation, different pairs
+		{"ab": "cd", "": "e"},
+		{"ab": "c", "d": "E"},
+		{"ab": "c", "d": "e", "f": ""},
+		{"d": "e", "ab": "c", "x": "y"},
+	} {
+		_, err := e.Decrypt(ctx, &DecryptInput{CiphertextBlob: blob, EncryptionContext: other})
+		if err == nil {
+			t.Fatalf("blob opened under context %v", other)
+		}
+	}
+	if _, err := e.Decrypt(ctx, &DecryptInput{CiphertextBlob: blob, EncryptionContext: maps.Clone(ec)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestBlobHeaderMoved: a blob's body under another key's or version's header
+// does not open — the header is authenticated.
+func TestBlobHeaderMoved(t *testing.T) {
+	ctx := context.Background()
+	e, _ := newTestEngine(t, Options{})
+	a := mustKey(t, e, "alias/a")
+	b := mustKey(t, e, "alias/b")
+	if _, err := e.RotateKeyOnDemand(ctx, &KeyIDInput{KeyID: "alias/a"}); err != nil {
+		t.Fatal(err)
+	}
+	blob := mustEncrypt(t, e, "alias/a", []byte("x"), nil) // version 2 of a
+	moved := bytes.Clone(blob)
+	copy(moved[2:38], b.KeyID)
+	_, err := e.Decrypt(ctx, &DecryptInput{CiphertextBlob: moved})
+	wantCode(t, err, CodeInvalidCiphertext)
+	older := bytes.Clone(blob)
+	binary.BigEndian.PutUint32(older[38:42], 1)
+	_, err = e.Decrypt(ctx, &DecryptInput{CiphertextBlob: older})
+	wantCode(t, err, CodeInvalidCiphertext)
+	newer := bytes.Clone(blob)
+	binary.BigEndian.PutUint32(newer[38:42], 3)
+	_, err = e.Decrypt(ctx, &DecryptInput{CiphertextBlob: newer})
+	wantCode(t, err, CodeInvalidCiphertext)
+	// And a header reused with another blob's body.
+	other := mustEncrypt(t, e, "alias/b", []byte("y"), nil)
+	spliced := append(bytes.Clone(blob[:42]), other[42:]...)
+	_, err = e.Decrypt(ctx, &DecryptInput{CiphertextBlob: spliced})
+	wantCode(t, err, CodeInvalidCiphertext)
+	_ = a
+}
+
+func TestParseBlobRejects(t *testing.T) {
+	id := []byte("6f1c2d3e-4a5b-4c6d-8e7f-0a1b2c3d4e5f")
+	valid := append(append([]byte{1, 36}, id...), make([]byte, 4+12+16)...)
+	binary.BigEndian.PutUint32(valid[38:42], 1)
+	if _, err := ParseBlob(valid); err != nil {
+		t.Fatalf("valid blob rejected: %v", err)
+	}
+	cases := map[string][]byte{
+		"empty":       nil,
+		"one byte":    {1},
+		"format 2":    append([]byte{2}, valid[1:]...),
+		"id len 255":  append([]byte{1, 255}, valid[2:]...),
+		"id len 0":    append([]byte{1, 0}, valid[2:]...),
+		"no tag":      valid[:len(valid)-1],
+		"version 0":   func() []byte { b := bytes.Clone(valid); binary.BigEndian.PutUint32(b[38:42], 0); return b }(),
+		"non-uuid id": func() []byte { b := bytes.Clone(valid); b[10] = 'z'; return b }(),
+	}
+	for name, b := range cases {
+		if _, err := ParseBlob(b); CodeOf(err) != CodeInvalidCiphertext {
+			t.Errorf("%s: got %v, want InvalidCiphertextException", name, err)
+		}
+	}
+}
+
+func TestCanonicalContext(t *testing.T) {
+	got, err := CanonicalContext(map[string]string{"b": "2", "a": "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []byte{0, 1, 'a', 0, 1, '1', 0, 1, 'b', 0, 1, '2'}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("canonical: % x, want % x", got, want)
+	}
+	if b, _ := CanonicalContext(nil); len(b) != 0 {
+		t.Fatal("empty context must encode to zero bytes")
+	}
+	if b, _ := CanonicalContext(map[string]string{}); len(b) != 0 {
+		t.Fatal("empty context must encode to zero bytes")
+	}
+}
+
+// decodeCanonicalContext inverts CanonicalContext, for the fuzz tests.
+func decodeCanonicalContext(b []byte) (map[string]string, bool) {
+	m := map[string]string{}
+	prev := ""
+	for len(b) > 0 {
+		var kv [2]string
+		for i := range kv {
+			if len(b) < 2 {
+				return nil, false
+			}
+			n := int(binary.BigEndian.Uint16(b))
+			if len(b) < 2+n {
+				return nil, false
+			}
+			kv[i], b = string(b[2:2+n]), b[2+n:]
+		}
+		if len(m) > 0 && kv[0] <= prev {
+			return nil, false
+		}
+		prev = kv[0]
+		m[kv[0]] = kv[1]
+	}
+	return m, true
+}
+
+func FuzzParseBlob(f *testing.F) {
+	e, _ := newTestEngine(f, Options{})
+	mustKey(f, e, "alias/k")
+	f.Add(mustEncrypt(f, e, "alias/k", []byte("seed"), nil))
+	f.Add(mustEncrypt(f, e, "alias/k", bytes.Repeat([]byte{0}, 4096), map[string]string{"a": "b"}))
+	f.Add([]byte{})
+	f.Add([]byte{1})
+	f.Add([]byte{1, 36})
+	f.Add([]byte{1, 255, 0, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		blob, err := ParseBlob(b)
+		if err != nil {
+			if CodeOf(err) != CodeInvalidCiphertext {
+				t.Fatalf("parse error of the wrong kind: %v", err)
+			}
+			return
+		}
+		if !bytes.Equal(blob.Marshal(), b) {
+			t.Fatal("parse -> marshal does not round-trip")
+		}
+		// Decrypting arbitrary bytes never panics and never succeeds by accident.
+		if _, err := e.Decrypt(context.Background(), &DecryptInput{CiphertextBlob: b}); err == nil && !bytes.Equal(b[2:38], []byte(blob.KeyID)) {
+			t.Fatal("decrypted a blob whose header does not match")
+		}
+	})
+}
+
+func FuzzCanonicalContext(f *testing.F) {
+	f.Add([]byte{0, 1, 'a', 0, 1, '1'})
+	f.Add([]byte{})
+	f.Add([]byte{0, 2, 'a', 'b', 0, 0, 0, 1, 'c', 0, 1, 'd'})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, ok := decodeCanonicalContext(b)
+		if !ok {
+			return
+		}
+		enc, err := CanonicalContext(m)
+		if err != nil {
+			return // over a limit, or not UTF-8: refused, fine
+		}
+		if !bytes.Equal(enc, b) {
+			t.Fatalf("canonical(decode(b)) != b")
+		}
+		back, ok := decodeCanonicalContext(enc)
+		if !ok || !maps.Equal(back, m) {
+			t.Fatal("decode(canonical(m)) != m")
+		}
+	})
+}
