@@ -1,0 +1,129 @@
+/*
+Copyright 2026 The rekey Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package keystore persists the engine's key state, encrypted under a root
+// key that is never stored beside it. Two backends share one format: a file
+// (CLI, demo, the AWS-compatible endpoint) and a Kubernetes Secret (the
+// operator). Both make writes atomic and refuse to overwrite a newer state.
+package keystore
+
+import (
+	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+)
+
+// RootKey is the 256-bit key that wraps a keystore. It never prints itself.
+type RootKey struct {
+	aead cipher.AEAD
+}
+
+// NewRootKey wraps 32 bytes of key.
+func NewRootKey(raw []byte) (*RootKey, error) {
+	if len(raw) != 32 {
+		return nil, fmt.Errorf("root key must be 32 bytes, got %d", len(raw))
+	}
+	block, err := aes.NewCipher(raw)
+	if err != nil {
+		return nil, err
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, err
+	}
+	return &RootKey{aead: aead}, nil
+}
+
+// ParseRootKey reads a root key encoded as base64 (as
+// 'head -c 32 /dev/urandom | base64' writes it); surrounding space is ignored.
+func ParseRootKey(encoded []byte) (*RootKey, error) {
+	s := strings.TrimSpace(string(encoded))
+	raw, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return nil, errors.New("root key is not valid base64 (make one with: head -c 32 /dev/urandom | base64)")
+	}
+	if len(raw) != 32 {
+		return nil, fmt.Errorf("root key decodes to %d bytes, want 32 (make one with: head -c 32 /dev/urandom | base64)", len(raw))
+	}
+	return NewRootKey(raw)
+}
+
+// ReadRootKeyFile reads a base64 root key from a file.
+func ReadRootKeyFile(path string) (*RootKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading root key: %w", err)
+	}
+	k, err := ParseRootKey(b)
+	if err != nil {
+		return nil, fmt.Errorf("root key file %s: %w", path, err)
+	}
+	return k, nil
+}
+
+// GenerateRootKey returns a fresh base64-encoded root key.
+func GenerateRootKey() (string, error) {
+	raw := make([]byte, 32)
+	if _, err := io.ReadFull(rand.Reader, raw); err != nil {
+		return "", err
+	}
+	return base64.StdEncoding.EncodeToString(raw), nil
+}
+
+func (*RootKey) String() string               { return "RootKey(redacted)" }
+func (k *RootKey) GoString() string           { return k.String() }
+func (k *RootKey) LogValue() slog.Value       { return slog.StringValue(k.String()) }
+func (k *RootKey) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(k.String())) }
+
+// magic starts every wrapped keystore: format and version.
+var magic = []byte("RKS1")
+
+const nonceSize = 12
+
+// ErrWrongRootKey means the keystore exists but the root key does not open it
+// (or it was altered). The keystore is never treated as empty in that case.
+var ErrWrongRootKey = errors.New("keystore cannot be decrypted with this root key (wrong root key, or the keystore is corrupt)")
+
+// ErrCorrupt means the keystore bytes are not a keystore at all.
+var ErrCorrupt = errors.New("keystore is not in rekey's keystore format (corrupt or not a keystore)")
+
+func (k *RootKey) wrap(doc []byte) ([]byte, error) {
+	out := make([]byte, len(magic)+nonceSize, len(magic)+nonceSize+len(doc)+16)
+	copy(out, magic)
+	if _, err := io.ReadFull(rand.Reader, out[len(magic):]); err != nil {
+		return nil, err
+	}
+	return k.aead.Seal(out, out[len(magic):], doc, magic), nil
+}
+
+func (k *RootKey) unwrap(b []byte) ([]byte, error) {
+	if len(b) < len(magic)+nonceSize+16 || !bytes.Equal(b[:len(magic)], magic) {
+		return nil, ErrCorrupt
+	}
+	doc, err := k.aead.Open(nil, b[len(magic):len(magic)+nonceSize], b[len(magic)+nonceSize:], magic)
+	if err != nil {
+		return nil, ErrWrongRootKey
+	}
+	return doc, nil
+}
