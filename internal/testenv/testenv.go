@@ -71,7 +71,7 @@ func Start(crdDir string) (*Env, error) {
 	}
 	for _, b := range []string{"kube-apiserver", "etcd"} {
 		if _, err := os.Stat(filepath.Join(assets, b)); err != nil {
-			return nil, fmt.Errorf("%w: %s not found in KUBEBUILDER_ASSETS=%s (%v).\nRun 'make envtest', then 'make test'", ErrNoAssets, b, assets, err)
+			return nil, fmt.Errorf("%w: %s not found in KUBEBUILDER_ASSETS=%s (%w).\nRun 'make envtest', then 'make test'", ErrNoAssets, b, assets, err)
 		}
 	}
 	te := &envtest.Environment{}

@@ -52,7 +52,7 @@ func rootKey(t *testing.T) *RootKey {
 
 // backends returns a fresh file and a fresh Secret keystore under the same
 // root key, plus a constructor for a second handle on the same storage.
-func backends(t *testing.T, root *RootKey) map[string]func(*RootKey) kms.Store {
+func backends(t *testing.T) map[string]func(*RootKey) kms.Store {
 	dir := t.TempDir()
 	ns := env.Namespace(t)
 	return map[string]func(*RootKey) kms.Store{
@@ -64,7 +64,7 @@ func backends(t *testing.T, root *RootKey) map[string]func(*RootKey) kms.Store {
 func TestKeystorePersistsKeys(t *testing.T) {
 	ctx := context.Background()
 	root := rootKey(t)
-	for name, open := range backends(t, root) {
+	for name, open := range backends(t) {
 		t.Run(name, func(t *testing.T) {
 			e1, err := kms.New(ctx, kms.Options{Store: open(root)})
 			if err != nil {
@@ -120,7 +120,7 @@ func TestKeystorePersistsKeys(t *testing.T) {
 func TestKeystoreWrongRootKey(t *testing.T) {
 	ctx := context.Background()
 	root := rootKey(t)
-	for name, open := range backends(t, root) {
+	for name, open := range backends(t) {
 		t.Run(name, func(t *testing.T) {
 			e, err := kms.New(ctx, kms.Options{Store: open(root)})
 			if err != nil {
@@ -185,7 +185,7 @@ func TestFileKeystoreCorrupt(t *testing.T) {
 func TestKeystoreConcurrentWriters(t *testing.T) {
 	ctx := context.Background()
 	root := rootKey(t)
-	for name, open := range backends(t, root) {
+	for name, open := range backends(t) {
 		t.Run(name, func(t *testing.T) {
 			const writers, each = 2, 10
 			engines := make([]*kms.Engine, writers)
