@@ -50,6 +50,9 @@ const (
 	CodeUnrecognizedClient  ErrorCode = "UnrecognizedClientException"
 	CodeInvalidSignature    ErrorCode = "InvalidSignatureException"
 	CodeIncompleteSignature ErrorCode = "IncompleteSignatureException"
+	CodeMissingAuthToken    ErrorCode = "MissingAuthenticationTokenException"
+	CodeSerialization       ErrorCode = "SerializationException"
+	CodeUnknownOperation    ErrorCode = "UnknownOperationException"
 )
 
 // Class says what a caller should do about an error.

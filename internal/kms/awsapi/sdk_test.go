@@ -42,7 +42,7 @@ const (
 )
 
 // serve starts the endpoint on 127.0.0.1 and returns an AWS SDK client for it.
-func serve(t *testing.T, akid, secret string) (*awskms.Client, *kms.Engine, string) {
+func serve(t *testing.T) (*awskms.Client, string) {
 	t.Helper()
 	e, err := kms.New(context.Background(), kms.Options{Region: "us-east-1", AccountID: "111122223333"})
 	if err != nil {
@@ -53,7 +53,7 @@ func serve(t *testing.T, akid, secret string) (*awskms.Client, *kms.Engine, stri
 	if !strings.HasPrefix(srv.URL, "http://127.0.0.1:") {
 		t.Fatalf("test server is not on loopback: %s", srv.URL)
 	}
-	return newClient(srv.URL, akid, secret), e, srv.URL
+	return newClient(srv.URL, testAKID, testSecret), srv.URL
 }
 
 func newClient(url, akid, secret string) *awskms.Client {
@@ -69,7 +69,7 @@ func newClient(url, akid, secret string) *awskms.Client {
 // asserts errors through its typed exceptions.
 func TestSDKEndToEnd(t *testing.T) {
 	ctx := context.Background()
-	c, _, _ := serve(t, testAKID, testSecret)
+	c, _ := serve(t)
 
 	src, err := c.CreateKey(ctx, &awskms.CreateKeyInput{Description: aws.String("billing-2025")})
 	if err != nil {
@@ -211,7 +211,7 @@ func TestSDKEndToEnd(t *testing.T) {
 // TestSDKRejectsBadSignatures: wrong secret, unknown access key, unsigned.
 func TestSDKRejectsBadSignatures(t *testing.T) {
 	ctx := context.Background()
-	_, _, url := serve(t, testAKID, testSecret)
+	_, url := serve(t)
 	code := func(err error) string {
 		var ae smithy.APIError
 		if !errors.As(err, &ae) {

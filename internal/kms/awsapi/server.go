@@ -70,7 +70,7 @@ func op[In, Out any](f func(context.Context, *In) (*Out, error)) operation {
 		in := new(In)
 		if len(body) > 0 {
 			if err := json.Unmarshal(body, in); err != nil {
-				return nil, &kms.Error{Code: "SerializationException", Message: "the request body is not valid JSON for this operation"}
+				return nil, &kms.Error{Code: kms.CodeSerialization, Message: "the request body is not valid JSON for this operation"}
 			}
 		}
 		return f(ctx, in)
@@ -124,7 +124,7 @@ func statusOf(code kms.ErrorCode) int {
 		return http.StatusInternalServerError
 	case kms.CodeDependencyTimeout:
 		return http.StatusServiceUnavailable
-	case "MissingAuthenticationTokenException":
+	case kms.CodeMissingAuthToken:
 		return http.StatusForbidden
 	default:
 		return http.StatusBadRequest
@@ -146,12 +146,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	fail := func(err error) { s.writeError(w, rid, opName, err) }
 
 	if r.Method != http.MethodPost || (r.URL.Path != "/" && r.URL.Path != "") {
-		fail(&kms.Error{Code: "UnknownOperationException", Message: "requests are POST / with X-Amz-Target"})
+		fail(&kms.Error{Code: kms.CodeUnknownOperation, Message: "requests are POST / with X-Amz-Target"})
 		return
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
 	if err != nil {
-		fail(&kms.Error{Code: "SerializationException", Message: "reading the request body failed"})
+		fail(&kms.Error{Code: kms.CodeSerialization, Message: "reading the request body failed"})
 		return
 	}
 	if len(body) > maxBody {
@@ -163,17 +163,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !strings.HasPrefix(target, targetPrefix) {
-		fail(&kms.Error{Code: "UnknownOperationException", Message: "X-Amz-Target must be TrentService.<Operation>"})
+		fail(&kms.Error{Code: kms.CodeUnknownOperation, Message: "X-Amz-Target must be TrentService.<Operation>"})
 		return
 	}
 	ct := r.Header.Get("Content-Type")
 	if ct != "" && !strings.HasPrefix(ct, contentType) && !strings.HasPrefix(ct, "application/x-amz-json-1.0") {
-		fail(&kms.Error{Code: "SerializationException", Message: "Content-Type must be " + contentType})
+		fail(&kms.Error{Code: kms.CodeSerialization, Message: "Content-Type must be " + contentType})
 		return
 	}
 	handle, ok := s.ops[opName]
 	if !ok {
-		fail(&kms.Error{Code: "UnknownOperationException", Message: "operation " + opName + " is not supported"})
+		fail(&kms.Error{Code: kms.CodeUnknownOperation, Message: "operation " + opName + " is not supported"})
 		return
 	}
 	out, err := handle(r.Context(), body)

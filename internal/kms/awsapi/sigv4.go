@@ -150,7 +150,7 @@ func parseAuthorization(h string) (authorization, error) {
 func (v *verifier) verify(r *http.Request, body []byte) error {
 	h := r.Header.Get("Authorization")
 	if h == "" {
-		return sigError("MissingAuthenticationTokenException", "the request is not signed (AWS Signature Version 4 is required)")
+		return sigError(kms.CodeMissingAuthToken, "the request is not signed (AWS Signature Version 4 is required)")
 	}
 	a, err := parseAuthorization(h)
 	if err != nil {
