@@ -18,6 +18,11 @@ limitations under the License.
 // subcommands.
 //
 //	rekey controller   run the KeyRotation manager
+//	rekey key ...      manage keys in a keystore
+//	rekey encrypt      encrypt stdin under a key
+//	rekey decrypt      decrypt a blob from stdin
+//	rekey reencrypt    re-encrypt a blob under another key or version
+//	rekey kms serve    serve the engine over the AWS KMS JSON protocol
 //	rekey version      print the version
 package main
 
@@ -46,6 +51,11 @@ type command struct {
 func commands() map[string]command {
 	cmds := []command{
 		{"controller", "run the KeyRotation controller manager", runController},
+		{"key", "create, describe, list, rotate, alias, disable and enable keys", runKey},
+		{"encrypt", "encrypt stdin under a key; prints a base64 blob", runEncrypt},
+		{"decrypt", "decrypt a base64 blob from stdin", runDecrypt},
+		{"reencrypt", "re-encrypt a base64 blob from stdin under another key or version", runReEncrypt},
+		{"kms", "serve the engine over the AWS KMS API (kms serve)", runKMS},
 		{"version", "print rekey's version", runVersion},
 	}
 	m := make(map[string]command, len(cmds))
@@ -67,7 +77,7 @@ func main() {
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	cmds := commands()
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 || isHelp(args[0]) || args[0] == "help" {
 		usage(stderr, cmds)
 		if len(args) == 0 {
 			return 2
@@ -131,3 +141,5 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	}
 	return nil
 }
+
+func isHelp(arg string) bool { return arg == "-h" || arg == "--help" }
