@@ -44,6 +44,22 @@ KUBEBUILDER_CONTROLPLANE_START_TIMEOUT ?= 60s
 bench: ## Scale benchmark of a rotation (filled in by the scale issue).
 	@echo "make bench: the scale benchmark arrives with the scale issue." >&2; exit 1
 
+BENCH_KMS_ARGS ?=
+.PHONY: bench-kms
+bench-kms: build ## Endpoint load benchmark: rekey kms serve vs local-kms vs a null server (docs/benchmarks.md).
+	go build -o bin/bench-kms ./hack/bench-kms
+	bin/bench-kms -rekey bin/rekey $(BENCH_KMS_ARGS)
+
+.PHONY: bench-engine
+bench-engine: ## Engine micro-benchmarks: ReEncrypt beside raw AES-256-GCM, and the endpoint's handler.
+	go test ./internal/kms/ ./internal/kms/awsapi/ -run '^$$' -bench . -benchmem
+
+FUZZTIME ?= 20s
+.PHONY: fuzz
+fuzz: ## Run the blob parser and context canonicaliser fuzzers for FUZZTIME each.
+	go test ./internal/kms/ -run '^$$' -fuzz '^FuzzParseBlob$$' -fuzztime $(FUZZTIME)
+	go test ./internal/kms/ -run '^$$' -fuzz '^FuzzCanonicalContext$$' -fuzztime $(FUZZTIME)
+
 ##@ Development
 
 .PHONY: manifests

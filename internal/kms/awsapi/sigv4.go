@@ -22,6 +22,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"hash"
 	"io"
 	"net/http"
 	"net/url"
@@ -105,6 +106,7 @@ func sigError(code kms.ErrorCode, format string, args ...any) *kms.Error {
 type authorization struct {
 	akid, date, region, service string
 	signedHeaders               []string
+	signedHeaderList            string
 	signature                   []byte
 }
 
@@ -134,6 +136,7 @@ func parseAuthorization(h string) (authorization, error) {
 		return a, sigError(kms.CodeIncompleteSignature, "Credential scope must be ACCESS_KEY/DATE/REGION/SERVICE/aws4_request")
 	}
 	a.akid, a.date, a.region, a.service = scope[0], scope[1], scope[2], scope[3]
+	a.signedHeaderList = signed
 	a.signedHeaders = strings.Split(signed, ";")
 	if !slices.IsSorted(a.signedHeaders) {
 		return a, sigError(kms.CodeIncompleteSignature, "SignedHeaders must be sorted")
@@ -183,55 +186,86 @@ func (v *verifier) verify(r *http.Request, body []byte) error {
 		return sigError(kms.CodeInvalidSignature, "X-Amz-Content-Sha256 does not match the body")
 	}
 
-	var cr strings.Builder
-	cr.Grow(512)
-	cr.WriteString(r.Method)
-	cr.WriteByte('\n')
+	// Hash the canonical request as it is written, without building it.
+	hs := hashPool.Get().(*hashState)
+	defer hashPool.Put(hs)
+	ch := hs.h
+	ch.Reset()
+	line := func(parts ...string) {
+		for _, p := range parts {
+			_, _ = io.WriteString(ch, p)
+		}
+		_, _ = ch.Write(newline)
+	}
 	path := r.URL.EscapedPath()
 	if path == "" {
 		path = "/"
 	}
-	cr.WriteString(path)
-	cr.WriteByte('\n')
-	cr.WriteString(canonicalQuery(r.URL.Query()))
-	cr.WriteByte('\n')
+	line(r.Method)
+	line(path)
+	line(canonicalQuery(r.URL.Query()))
 	for _, name := range a.signedHeaders {
 		val, ok := headerValue(r, name)
 		if !ok {
 			return sigError(kms.CodeIncompleteSignature, "signed header %q is missing from the request", name)
 		}
-		cr.WriteString(name)
-		cr.WriteByte(':')
-		cr.WriteString(val)
-		cr.WriteByte('\n')
+		line(name, ":", val)
 	}
-	cr.WriteByte('\n')
-	cr.WriteString(strings.Join(a.signedHeaders, ";"))
-	cr.WriteByte('\n')
-	cr.WriteString(payloadHash)
+	line()
+	line(a.signedHeaderList)
+	_, _ = io.WriteString(ch, payloadHash)
+	crSum := ch.Sum(hs.sum[:0])
+	hex.Encode(hs.hex[:], crSum)
 
-	crSum := sha256.Sum256([]byte(cr.String()))
-	scope := a.date + "/" + a.region + "/" + a.service + "/aws4_request"
-	sts := sigAlgorithm + "\n" + amzDate + "\n" + scope + "\n" + hex.EncodeToString(crSum[:])
-	mac := hmac.New(sha256.New, v.signingKey(signingKeyID{a.akid, a.date, a.region, a.service}, secret))
-	mac.Write([]byte(sts))
-	if !hmac.Equal(mac.Sum(nil), a.signature) {
+	key := v.signingKey(signingKeyID{a.akid, a.date, a.region, a.service}, secret)
+	mac := key.mac()
+	defer key.macs.Put(mac)
+	_, _ = io.WriteString(mac, sigAlgorithm+"\n")
+	_, _ = io.WriteString(mac, amzDate)
+	_, _ = io.WriteString(mac, "\n")
+	_, _ = io.WriteString(mac, a.date+"/"+a.region+"/"+a.service+"/aws4_request\n")
+	_, _ = mac.Write(hs.hex[:])
+	if !hmac.Equal(mac.Sum(hs.sum[:0]), a.signature) {
 		return sigError(kms.CodeInvalidSignature, "the request signature we calculated does not match the signature you provided")
 	}
 	return nil
 }
 
-func (v *verifier) signingKey(id signingKeyID, secret string) []byte {
-	if k, ok := v.keys.Load(id); ok {
-		return k.([]byte)
-	}
-	k := hmacSHA256([]byte("AWS4"+secret), id.date)
-	k = hmacSHA256(k, id.region)
-	k = hmacSHA256(k, id.service)
-	k = hmacSHA256(k, "aws4_request")
-	v.keys.Store(id, k)
-	return k
+// signingKey is a derived SigV4 key with a pool of HMACs keyed by it.
+type signingKey struct {
+	macs sync.Pool
 }
+
+func (k *signingKey) mac() hash.Hash {
+	m := k.macs.Get().(hash.Hash)
+	m.Reset()
+	return m
+}
+
+func (v *verifier) signingKey(id signingKeyID, secret string) *signingKey {
+	if k, ok := v.keys.Load(id); ok {
+		return k.(*signingKey)
+	}
+	raw := hmacSHA256([]byte("AWS4"+secret), id.date)
+	raw = hmacSHA256(raw, id.region)
+	raw = hmacSHA256(raw, id.service)
+	raw = hmacSHA256(raw, "aws4_request")
+	k := &signingKey{macs: sync.Pool{New: func() any { return hmac.New(sha256.New, raw) }}}
+	actual, _ := v.keys.LoadOrStore(id, k)
+	return actual.(*signingKey)
+}
+
+// hashState is a pooled SHA-256 with scratch space for its sum and hex form.
+type hashState struct {
+	h   hash.Hash
+	sum [sha256.Size]byte
+	hex [2 * sha256.Size]byte
+}
+
+var (
+	hashPool = sync.Pool{New: func() any { return &hashState{h: sha256.New()} }}
+	newline  = []byte{'\n'}
+)
 
 func hmacSHA256(key []byte, data string) []byte {
 	m := hmac.New(sha256.New, key)

@@ -1,0 +1,370 @@
+/*
+Copyright 2026 The rekey Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Command bench-kms is the endpoint load benchmark ('make bench-kms'): in one
+// run it drives concurrent AWS SDK clients doing ReEncrypt over loopback for
+// a fixed time against
+//
+//	(a) rekey's AWS-compatible endpoint ('rekey kms serve', SigV4 verified),
+//	(b) local-kms (github.com/nsmithuk/local-kms), its exported handler served
+//	    on 127.0.0.1 by this program (its own binary listens on every interface),
+//	(c) a null server answering every call with a canned ReEncrypt response:
+//	    the floor, HTTP and JSON alone,
+//
+// each in its own process, and reports ops/s, p50/p99 latency and each
+// server's own CPU time per operation from /proc/PID/stat. On 2 cores the
+// SDK client is the bottleneck, so CPU per operation is the honest figure.
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
+	localkms "github.com/nsmithuk/local-kms/src"
+	lkconfig "github.com/nsmithuk/local-kms/src/config"
+	lkdata "github.com/nsmithuk/local-kms/src/data"
+
+	"github.com/rekey-dev/rekey/internal/kms/keystore"
+)
+
+const (
+	akid   = "AKIDBENCH"
+	secret = "bench-secret-access-key"
+)
+
+func main() {
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "serve-localkms":
+			serveLocalKMS()
+			return
+		case "serve-null":
+			serveNull()
+			return
+		}
+	}
+	rekeyBin := flag.String("rekey", "bin/rekey", "the rekey binary")
+	duration := flag.Duration("duration", 10*time.Second, "measured load per server")
+	warmup := flag.Duration("warmup", 2*time.Second, "unmeasured load before each measurement")
+	clients := flag.Int("clients", 8, "concurrent SDK clients")
+	size := flag.Int("size", 1024, "plaintext bytes in the blob")
+	flag.Parse()
+	if err := run(*rekeyBin, *duration, *warmup, *clients, *size); err != nil {
+		fmt.Fprintln(os.Stderr, "bench-kms:", err)
+		os.Exit(1)
+	}
+}
+
+// server is one server process under test.
+type server struct {
+	name string
+	cmd  *exec.Cmd
+	url  string
+}
+
+// start runs a server process and waits for the "listening on http://ADDR" line.
+func start(name string, cmd *exec.Cmd) (*server, error) {
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stderr = io.Discard
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		if _, url, ok := strings.Cut(sc.Text(), "listening on "); ok {
+			go func() { _, _ = io.Copy(io.Discard, out) }()
+			return &server{name: name, cmd: cmd, url: strings.TrimSpace(url)}, nil
+		}
+	}
+	_ = cmd.Process.Kill()
+	return nil, fmt.Errorf("%s did not report its address", name)
+}
+
+func (s *server) stop() {
+	_ = s.cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { _ = s.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-done
+	}
+}
+
+// cpuTime is the process's user+system CPU time, from /proc/PID/stat.
+func cpuTime(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the parenthesised command name; utime and stime are 14 and 15.
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b)[i+2:])
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / clockTicks, nil
+}
+
+// clockTicks is USER_HZ, 100 on every Linux this runs on.
+const clockTicks = 100
+
+func client(url string) *awskms.Client {
+	return awskms.New(awskms.Options{
+		Region: "eu-west-2", BaseEndpoint: aws.String(url),
+		Credentials:      credentials.NewStaticCredentialsProvider(akid, secret, ""),
+		RetryMaxAttempts: 1,
+		HTTPClient:       &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}},
+	})
+}
+
+type result struct {
+	name     string
+	ops      int
+	elapsed  time.Duration
+	cpu      time.Duration
+	p50, p99 time.Duration
+}
+
+// load runs clients doing ReEncrypt for d and returns what they saw.
+func load(ctx context.Context, c *awskms.Client, in *awskms.ReEncryptInput, clients int, d time.Duration) (ops, errs int, lat []time.Duration, firstErr error) {
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	deadline := time.Now().Add(d)
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var mine []time.Duration
+			n, e := 0, 0
+			var fe error
+			for time.Now().Before(deadline) {
+				t0 := time.Now()
+				_, err := c.ReEncrypt(ctx, in)
+				if err != nil {
+					e++
+					if fe == nil {
+						fe = err
+					}
+					continue
+				}
+				n++
+				mine = append(mine, time.Since(t0))
+			}
+			mu.Lock()
+			ops, errs, lat = ops+n, errs+e, append(lat, mine...)
+			if firstErr == nil {
+				firstErr = fe
+			}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return ops, errs, lat, firstErr
+}
+
+func measure(ctx context.Context, s *server, in *awskms.ReEncryptInput, clients int, warmup, d time.Duration) (result, error) {
+	c := client(s.url)
+	if _, _, _, err := load(ctx, c, in, clients, warmup); err != nil {
+		return result{}, fmt.Errorf("%s warm-up: %w", s.name, err)
+	}
+	cpu0, err := cpuTime(s.cmd.Process.Pid)
+	if err != nil {
+		return result{}, err
+	}
+	t0 := time.Now()
+	ops, errs, lat, firstErr := load(ctx, c, in, clients, d)
+	elapsed := time.Since(t0)
+	cpu1, err := cpuTime(s.cmd.Process.Pid)
+	if err != nil {
+		return result{}, err
+	}
+	if errs > 0 {
+		return result{}, fmt.Errorf("%s: %d of %d calls failed, first: %w", s.name, errs, ops+errs, firstErr)
+	}
+	slices.Sort(lat)
+	return result{name: s.name, ops: ops, elapsed: elapsed, cpu: cpu1 - cpu0,
+		p50: lat[len(lat)/2], p99: lat[len(lat)*99/100]}, nil
+}
+
+// setup creates a source and a destination key on a real KMS endpoint and
+// returns a ReEncrypt request for a fresh blob.
+func setup(ctx context.Context, url string, size int) (*awskms.ReEncryptInput, error) {
+	c := client(url)
+	src, err := c.CreateKey(ctx, &awskms.CreateKeyInput{Description: aws.String("bench source")})
+	if err != nil {
+		return nil, err
+	}
+	dst, err := c.CreateKey(ctx, &awskms.CreateKeyInput{Description: aws.String("bench destination")})
+	if err != nil {
+		return nil, err
+	}
+	ec := map[string]string{"app": "bench"}
+	enc, err := c.Encrypt(ctx, &awskms.EncryptInput{KeyId: src.KeyMetadata.KeyId, Plaintext: make([]byte, size), EncryptionContext: ec})
+	if err != nil {
+		return nil, err
+	}
+	return &awskms.ReEncryptInput{CiphertextBlob: enc.CiphertextBlob, SourceKeyId: src.KeyMetadata.Arn, SourceEncryptionContext: ec,
+		DestinationKeyId: dst.KeyMetadata.Arn, DestinationEncryptionContext: ec}, nil
+}
+
+func run(rekeyBin string, d, warmup time.Duration, clients, size int) error {
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "rekey-bench-kms-")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = os.RemoveAll(dir) }()
+	root, err := keystore.GenerateRootKey()
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "root.key"), []byte(root), 0o600); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "creds"), []byte(akid+" "+secret+"\n"), 0o600); err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+
+	fmt.Printf("bench-kms: ReEncrypt of a %d-byte plaintext, %d SDK clients, %v per server (after %v warm-up), %d cores\n\n",
+		size, clients, d, warmup, numCPU())
+	var results []result
+	for _, spec := range []struct {
+		name string
+		cmd  *exec.Cmd
+		real bool
+	}{
+		{"null (HTTP floor)", exec.Command(self, "serve-null"), false},
+		{"rekey kms serve", exec.Command(rekeyBin, "kms", "serve", "--listen", "127.0.0.1:0",
+			"--keystore", filepath.Join(dir, "keys.rks"), "--root-key-file", filepath.Join(dir, "root.key"),
+			"--credentials-file", filepath.Join(dir, "creds")), true},
+		{"local-kms", exec.Command(self, "serve-localkms", filepath.Join(dir, "local-kms")), true},
+	} {
+		s, err := start(spec.name, spec.cmd)
+		if err != nil {
+			return err
+		}
+		in := &awskms.ReEncryptInput{CiphertextBlob: make([]byte, size+58), DestinationKeyId: aws.String("alias/null")}
+		if spec.real {
+			if in, err = setup(ctx, s.url, size); err != nil {
+				s.stop()
+				return fmt.Errorf("%s setup: %w", s.name, err)
+			}
+		}
+		r, err := measure(ctx, s, in, clients, warmup, d)
+		s.stop()
+		if err != nil {
+			return err
+		}
+		results = append(results, r)
+	}
+
+	null := results[0].cpu.Seconds() / float64(results[0].ops)
+	fmt.Printf("%-20s %9s %9s %9s %9s %14s %9s\n", "server", "ops", "ops/s", "p50", "p99", "server CPU/op", "vs null")
+	for _, r := range results {
+		perOp := r.cpu.Seconds() / float64(r.ops)
+		fmt.Printf("%-20s %9d %9.0f %9s %9s %11.1f µs %8.2fx\n", r.name, r.ops, float64(r.ops)/r.elapsed.Seconds(),
+			r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), perOp*1e6, perOp/null)
+	}
+	rk := results[1].cpu.Seconds() / float64(results[1].ops)
+	lk := results[2].cpu.Seconds() / float64(results[2].ops)
+	fmt.Printf("\nrekey/null CPU per op: %.2fx (target <= 1.5x); rekey/local-kms: %.2fx (target <= 0.6x)\n", rk/null, rk/lk)
+	return nil
+}
+
+func numCPU() int {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return 0
+	}
+	return strings.Count(string(b), "processor\t:")
+}
+
+// listen binds a loopback port and prints the line start() waits for.
+func listen() net.Listener {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Printf("listening on http://%s\n", ln.Addr())
+	return ln
+}
+
+// serveLocalKMS serves local-kms's exported handler on 127.0.0.1 only.
+func serveLocalKMS() {
+	if len(os.Args) < 3 {
+		fmt.Fprintln(os.Stderr, "usage: bench-kms serve-localkms DATA_DIR")
+		os.Exit(2)
+	}
+	lkconfig.AWSRegion, lkconfig.AWSAccountId, lkconfig.DatabasePath = "eu-west-2", "111122223333", os.Args[2]
+	db := lkdata.NewDatabase(lkconfig.DatabasePath)
+	defer db.Close()
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { localkms.HandleRequest(w, r, db) })
+	serveUntilSignal(h)
+}
+
+// serveNull answers every request with the same ReEncrypt response.
+func serveNull() {
+	body := `{"CiphertextBlob":"` + strings.Repeat("A", 1400) + `","KeyId":"arn:aws:kms:eu-west-2:111122223333:key/00000000-0000-4000-8000-000000000000",` +
+		`"SourceKeyId":"arn:aws:kms:eu-west-2:111122223333:key/00000000-0000-4000-8000-000000000001",` +
+		`"SourceEncryptionAlgorithm":"SYMMETRIC_DEFAULT","DestinationEncryptionAlgorithm":"SYMMETRIC_DEFAULT"}`
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+		_, _ = io.WriteString(w, body)
+	})
+	serveUntilSignal(h)
+}
+
+func serveUntilSignal(h http.Handler) {
+	ln := listen()
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		sig := make(chan os.Signal, 1)
+		notify(sig)
+		<-sig
+		_ = srv.Close()
+	}()
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
