@@ -177,6 +177,39 @@ func (e *Engine) open(dst []byte, v *view, b rawBlob, expect *rkey, aad aadBuffe
 	return dst, opened{key: k, mat: m}, nil
 }
 
+// prepareEncrypt runs the checks every encrypting operation shares (context,
+// key, state, grant tokens, DryRun) and takes one encryption of the key's
+// newest version. The caller releases the AAD buffer.
+func (e *Engine) prepareEncrypt(ctx context.Context, keyID string, ec map[string]string, tokens []string, dryRun bool) (aadBuffer, *rkey, *keyMaterial, error) {
+	aad, err := newAAD(ec)
+	if err != nil {
+		return aadBuffer{}, nil, nil, err
+	}
+	fail := func(err error) (aadBuffer, *rkey, *keyMaterial, error) {
+		aad.release()
+		return aadBuffer{}, nil, nil, err
+	}
+	v := e.view.Load()
+	k, err := e.resolve(v, keyID)
+	if err != nil {
+		return fail(err)
+	}
+	if err := e.usable(k); err != nil {
+		return fail(err)
+	}
+	if err := checkGrantTokens(v, tokens, k); err != nil {
+		return fail(err)
+	}
+	if dryRun {
+		return fail(newError(CodeDryRunOperation, "the request would have succeeded"))
+	}
+	k, m, err := e.takeEncryption(ctx, k)
+	if err != nil {
+		return fail(err)
+	}
+	return aad, k, m, nil
+}
+
 // Encrypt encrypts up to 4096 bytes under a key's newest backing version.
 func (e *Engine) Encrypt(ctx context.Context, in *EncryptInput) (*EncryptOutput, error) {
 	if len(in.Plaintext) == 0 || len(in.Plaintext) > maxPlaintext {
@@ -185,29 +218,11 @@ func (e *Engine) Encrypt(ctx context.Context, in *EncryptInput) (*EncryptOutput,
 	if err := checkAlgorithm("EncryptionAlgorithm", in.EncryptionAlgorithm); err != nil {
 		return nil, err
 	}
-	aad, err := newAAD(in.EncryptionContext)
+	aad, k, m, err := e.prepareEncrypt(ctx, in.KeyID, in.EncryptionContext, in.GrantTokens, in.DryRun)
 	if err != nil {
 		return nil, err
 	}
 	defer aad.release()
-	v := e.view.Load()
-	k, err := e.resolve(v, in.KeyID)
-	if err != nil {
-		return nil, err
-	}
-	if err := e.usable(k); err != nil {
-		return nil, err
-	}
-	if err := checkGrantTokens(v, in.GrantTokens, k); err != nil {
-		return nil, err
-	}
-	if in.DryRun {
-		return nil, newError(CodeDryRunOperation, "the request would have succeeded")
-	}
-	k, m, err := e.takeEncryption(ctx, k)
-	if err != nil {
-		return nil, err
-	}
 	blob, err := e.seal(make([]byte, 0, len(in.Plaintext)+BlobOverhead), k, m, aad, in.Plaintext)
 	if err != nil {
 		return nil, err
@@ -360,32 +375,14 @@ func (e *Engine) generateDataKey(ctx context.Context, in *GenerateDataKeyInput, 
 	default:
 		return nil, newError(CodeValidation, "KeySpec or NumberOfBytes is required")
 	}
-	aad, err := newAAD(in.EncryptionContext)
+	aad, k, m, err := e.prepareEncrypt(ctx, in.KeyID, in.EncryptionContext, in.GrantTokens, in.DryRun)
 	if err != nil {
 		return nil, err
 	}
 	defer aad.release()
-	v := e.view.Load()
-	k, err := e.resolve(v, in.KeyID)
-	if err != nil {
-		return nil, err
-	}
-	if err := e.usable(k); err != nil {
-		return nil, err
-	}
-	if err := checkGrantTokens(v, in.GrantTokens, k); err != nil {
-		return nil, err
-	}
-	if in.DryRun {
-		return nil, newError(CodeDryRunOperation, "the request would have succeeded")
-	}
 	pt := make([]byte, n)
 	if _, err := io.ReadFull(e.rand, pt); err != nil {
 		return nil, fmt.Errorf("reading randomness: %w", err)
-	}
-	k, m, err := e.takeEncryption(ctx, k)
-	if err != nil {
-		return nil, err
 	}
 	blob, err := e.seal(make([]byte, 0, n+BlobOverhead), k, m, aad, pt)
 	if err != nil {
