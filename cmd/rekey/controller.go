@@ -34,6 +34,10 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	rekeyv1alpha1 "github.com/rekey-dev/rekey/api/v1alpha1"
+	"github.com/rekey-dev/rekey/controllers"
+	"github.com/rekey-dev/rekey/internal/kms"
+	"github.com/rekey-dev/rekey/internal/kms/keystore"
+	"github.com/rekey-dev/rekey/internal/provider/embedded"
 )
 
 // controllerOptions are the manager's flags.
@@ -44,6 +48,12 @@ type controllerOptions struct {
 	leaderElectionNS     string
 	qps                  float64
 	burst                int
+	keystore             string
+	rootKeyFile          string
+	region               string
+	accountID            string
+	pageSize             int64
+	maxRotations         int
 	zap                  zap.Options
 }
 
@@ -54,6 +64,13 @@ func (o *controllerOptions) bind(fs *flag.FlagSet) {
 	fs.StringVar(&o.leaderElectionNS, "leader-election-namespace", "", "namespace of the leader election lease (default: the pod's namespace)")
 	fs.Float64Var(&o.qps, "kube-api-qps", 200, "client-side QPS limit towards the kube-apiserver")
 	fs.IntVar(&o.burst, "kube-api-burst", 400, "client-side burst towards the kube-apiserver")
+	fs.StringVar(&o.keystore, "keystore", "k8s://rekey-system/rekey-keystore",
+		"the embedded engine's keystore: k8s://NAMESPACE/NAME (a Secret) or a file path")
+	fs.StringVar(&o.rootKeyFile, "root-key-file", "", "file with the base64 root key of the keystore (required)")
+	fs.StringVar(&o.region, "region", "local", "region used in the embedded engine's key ARNs")
+	fs.StringVar(&o.accountID, "account-id", "000000000000", "account id used in the embedded engine's key ARNs")
+	fs.Int64Var(&o.pageSize, "page-size", 200, "Secrets listed and worked on per reconcile (bounds memory)")
+	fs.IntVar(&o.maxRotations, "max-concurrent-rotations", 2, "KeyRotations worked on at the same time")
 	o.zap.BindFlags(fs)
 }
 
@@ -97,6 +114,31 @@ func runController(ctx context.Context, args []string, _ io.Reader, _, stderr io
 	})
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
+	}
+	root, err := keystore.ReadRootKeyFile(o.rootKeyFile)
+	if err != nil {
+		return fmt.Errorf("%w (set --root-key-file)", err)
+	}
+	store, err := openStore(o.keystore, root, mgr.GetClient())
+	if err != nil {
+		return err
+	}
+	engine, err := kms.New(ctx, kms.Options{Store: store, Region: o.region, AccountID: o.accountID})
+	if err != nil {
+		return fmt.Errorf("opening the keystore %s: %w", o.keystore, err)
+	}
+	embeddedKS := embedded.New(engine)
+	rec := &controllers.KeyRotationReconciler{
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Recorder:  mgr.GetEventRecorder("rekey"),
+		PageSize:  o.pageSize,
+		KeyServices: func(_ context.Context, kr *rekeyv1alpha1.KeyRotation) (controllers.KeyService, error) {
+			return controllers.DefaultKeyServices(kr, embeddedKS)
+		},
+	}
+	if err := rec.SetupWithManager(mgr, o.maxRotations); err != nil {
+		return fmt.Errorf("setting up the KeyRotation controller: %w", err)
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return fmt.Errorf("health check: %w", err)

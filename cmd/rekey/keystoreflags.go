@@ -24,6 +24,9 @@ import (
 	"os"
 	"strings"
 
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
 	"github.com/rekey-dev/rekey/internal/kms"
 	"github.com/rekey-dev/rekey/internal/kms/keystore"
 )
@@ -37,7 +40,7 @@ type engineFlags struct {
 }
 
 func (f *engineFlags) bind(fs *flag.FlagSet) {
-	fs.StringVar(&f.keystore, "keystore", os.Getenv("REKEY_KEYSTORE"), "keystore file (created when missing); env REKEY_KEYSTORE")
+	fs.StringVar(&f.keystore, "keystore", os.Getenv("REKEY_KEYSTORE"), "keystore: a file (created when missing) or k8s://NAMESPACE/NAME (a Secret, through the kubeconfig); env REKEY_KEYSTORE")
 	fs.StringVar(&f.rootKeyFile, "root-key-file", os.Getenv("REKEY_ROOT_KEY_FILE"),
 		"file with the base64 root key that encrypts the keystore (head -c 32 /dev/urandom | base64); env REKEY_ROOT_KEY_FILE")
 	fs.StringVar(&f.region, "region", envOr("REKEY_REGION", "local"), "region used in key ARNs; env REKEY_REGION")
@@ -59,14 +62,45 @@ func (f *engineFlags) open(ctx context.Context) (*kms.Engine, error) {
 	if f.rootKeyFile == "" {
 		return nil, fmt.Errorf("%w: --root-key-file is required (or set REKEY_ROOT_KEY_FILE)", errUsage)
 	}
-	if strings.Contains(f.keystore, "://") {
-		return nil, fmt.Errorf("%w: --keystore %q: only keystore files are supported by this command so far", errUsage, f.keystore)
-	}
 	root, err := keystore.ReadRootKeyFile(f.rootKeyFile)
 	if err != nil {
 		return nil, err
 	}
-	return kms.New(ctx, kms.Options{Store: keystore.NewFile(f.keystore, root), Region: f.region, AccountID: f.accountID})
+	var c client.Client
+	if strings.HasPrefix(f.keystore, secretScheme) {
+		cfg, err := ctrl.GetConfig()
+		if err != nil {
+			return nil, fmt.Errorf("--keystore %s needs a kubeconfig: %w", f.keystore, err)
+		}
+		if c, err = client.New(cfg, client.Options{Scheme: newScheme()}); err != nil {
+			return nil, err
+		}
+	}
+	store, err := openStore(f.keystore, root, c)
+	if err != nil {
+		return nil, err
+	}
+	return kms.New(ctx, kms.Options{Store: store, Region: f.region, AccountID: f.accountID})
+}
+
+// secretScheme prefixes a keystore held in a Kubernetes Secret.
+const secretScheme = "k8s://"
+
+// openStore opens a keystore: k8s://NAMESPACE/NAME is a Secret read and
+// written through c; anything else is a file path.
+func openStore(location string, root *keystore.RootKey, c client.Client) (kms.Store, error) {
+	ref, ok := strings.CutPrefix(location, secretScheme)
+	if !ok {
+		if strings.Contains(location, "://") {
+			return nil, fmt.Errorf("%w: keystore %q: use a file path or k8s://NAMESPACE/NAME", errUsage, location)
+		}
+		return keystore.NewFile(location, root), nil
+	}
+	ns, name, ok := strings.Cut(ref, "/")
+	if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+		return nil, fmt.Errorf("%w: keystore %q: want k8s://NAMESPACE/NAME", errUsage, location)
+	}
+	return keystore.NewSecret(c, ns, name, root), nil
 }
 
 // contextFlag collects repeated --context k=v into an encryption context.

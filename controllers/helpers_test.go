@@ -1,0 +1,378 @@
+/*
+Copyright 2026 The rekey Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	rekeyv1alpha1 "github.com/rekey-dev/rekey/api/v1alpha1"
+	"github.com/rekey-dev/rekey/internal/kms"
+	"github.com/rekey-dev/rekey/internal/provider/embedded"
+)
+
+// fixture is one test's namespace, engine and controller.
+type fixture struct {
+	t       *testing.T
+	ns      string
+	engine  *kms.Engine
+	ks      *hookedKeyService
+	logs    *syncBuffer
+	updates *updateCounter
+	// plaintexts the test wrote, by "secret/key", to verify against.
+	plaintexts map[string]string
+	contexts   map[string]map[string]string
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	e, err := kms.New(context.Background(), kms.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{
+		t: t, ns: newNamespace(t), engine: e,
+		ks:         &hookedKeyService{Provider: embedded.New(e)},
+		logs:       &syncBuffer{},
+		updates:    &updateCounter{n: map[string]int{}},
+		plaintexts: map[string]string{}, contexts: map[string]map[string]string{},
+	}
+}
+
+func (f *fixture) key(alias string) *kms.KeyMetadata {
+	f.t.Helper()
+	ctx := context.Background()
+	out, err := f.engine.CreateKey(ctx, &kms.CreateKeyInput{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if _, err := f.engine.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: alias, TargetKeyID: out.KeyMetadata.KeyID}); err != nil {
+		f.t.Fatal(err)
+	}
+	return out.KeyMetadata
+}
+
+func (f *fixture) encrypt(key, pt string, ec map[string]string) []byte {
+	f.t.Helper()
+	out, err := f.engine.Encrypt(context.Background(), &kms.EncryptInput{KeyID: key, Plaintext: []byte(pt), EncryptionContext: ec})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return out.CiphertextBlob
+}
+
+// secrets creates n annotated Secrets with three blobs each under key.
+func (f *fixture) secrets(n int, key string, ec map[string]string) {
+	f.t.Helper()
+	for i := range n {
+		name := fmt.Sprintf("app-%03d", i)
+		data := map[string][]byte{}
+		for _, k := range []string{"password", "apiToken", "dsn"} {
+			pt := fmt.Sprintf("PLAINTEXT-%s-%s-%d", name, k, i)
+			data[k] = f.encrypt(key, pt, ec)
+			f.plaintexts[name+"/"+k] = pt
+		}
+		f.contexts[name] = ec
+		f.createSecret(name, data, "password,apiToken,dsn")
+	}
+}
+
+func (f *fixture) createSecret(name string, data map[string][]byte, keys string) {
+	f.t.Helper()
+	s := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: f.ns, Labels: map[string]string{"team": "billing"},
+			Annotations: map[string]string{rekeyv1alpha1.EncryptedKeysAnnotation: keys}},
+		Data: data,
+	}
+	if err := k8sClient.Create(context.Background(), s); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+func (f *fixture) rotation(name string, mutate func(*rekeyv1alpha1.KeyRotation)) {
+	f.t.Helper()
+	kr := &rekeyv1alpha1.KeyRotation{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: f.ns},
+		Spec: rekeyv1alpha1.KeyRotationSpec{
+			SourceKeyIDs: []string{"alias/old"}, DestinationKeyID: "alias/new", MaxConcurrency: 4,
+		},
+	}
+	if mutate != nil {
+		mutate(kr)
+	}
+	if err := k8sClient.Create(context.Background(), kr); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// start runs a manager with the KeyRotation controller for this namespace
+// and returns a function that stops it and waits until it has.
+func (f *fixture) start(pageSize int64) func() {
+	f.t.Helper()
+	logger := zap.New(zap.WriteTo(f.logs), zap.UseDevMode(true))
+	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
+		Scheme:                 env.Scheme,
+		Logger:                 logger,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Cache:                  cache.Options{DefaultNamespaces: map[string]cache.Config{f.ns: {}}},
+		Client:                 client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
+		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	direct, err := client.NewWithWatch(env.Config, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	r := &KeyRotationReconciler{
+		Client:    interceptor.NewClient(direct, f.updates.funcs()),
+		APIReader: mgr.GetAPIReader(),
+		Recorder:  mgr.GetEventRecorder("rekey-test"),
+		PageSize:  pageSize,
+		KeyServices: func(_ context.Context, kr *rekeyv1alpha1.KeyRotation) (KeyService, error) {
+			return DefaultKeyServices(kr, f.ks)
+		},
+	}
+	if err := r.SetupWithManager(mgr, 1); err != nil {
+		f.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := mgr.Start(ctx); err != nil {
+			f.t.Errorf("manager: %v", err)
+		}
+	}()
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			cancel()
+			<-done
+		}
+	}
+	f.t.Cleanup(stop)
+	return stop
+}
+
+// wait polls the KeyRotation until cond holds (bounded by a deadline).
+func (f *fixture) wait(name string, what string, cond func(*rekeyv1alpha1.KeyRotation) bool) *rekeyv1alpha1.KeyRotation {
+	f.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	kr := &rekeyv1alpha1.KeyRotation{}
+	for {
+		if err := k8sClient.Get(context.Background(), client.ObjectKey{Namespace: f.ns, Name: name}, kr); err != nil {
+			f.t.Fatal(err)
+		}
+		if cond(kr) {
+			return kr
+		}
+		if time.Now().After(deadline) {
+			f.t.Fatalf("KeyRotation %s never became %s; status: %+v", name, what, kr.Status)
+		}
+		time.Sleep(50 * time.Millisecond) // polling the apiserver, bounded by the deadline
+	}
+}
+
+func phaseIs(p rekeyv1alpha1.Phase) func(*rekeyv1alpha1.KeyRotation) bool {
+	return func(kr *rekeyv1alpha1.KeyRotation) bool { return kr.Status.Phase == p }
+}
+
+func (f *fixture) secret(name string) *corev1.Secret {
+	f.t.Helper()
+	s := &corev1.Secret{}
+	if err := k8sClient.Get(context.Background(), client.ObjectKey{Namespace: f.ns, Name: name}, s); err != nil {
+		f.t.Fatal(err)
+	}
+	return s
+}
+
+// verify decrypts every blob the test wrote and checks it is the plaintext
+// it wrote, under the key and version wanted.
+func (f *fixture) verify(wantKey *kms.KeyMetadata, skip ...string) {
+	f.t.Helper()
+	ctx := context.Background()
+	want, err := f.engine.DescribeKey(ctx, &kms.DescribeKeyInput{KeyID: wantKey.KeyID})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	for sk, pt := range f.plaintexts {
+		name, key, _ := strings.Cut(sk, "/")
+		if contains(skip, name) {
+			continue
+		}
+		s := f.secret(name)
+		out, err := f.engine.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: s.Data[key], EncryptionContext: f.contexts[name]})
+		if err != nil {
+			f.t.Fatalf("%s: %v", sk, err)
+		}
+		if string(out.Plaintext) != pt {
+			f.t.Fatalf("%s: plaintext changed", sk)
+		}
+		if out.KeyID != want.KeyMetadata.Arn || out.KeyMaterialID != want.KeyMetadata.CurrentKeyMaterialID {
+			f.t.Fatalf("%s: under %s/%s, want %s/%s", sk, out.KeyID, out.KeyMaterialID, want.KeyMetadata.Arn, want.KeyMetadata.CurrentKeyMaterialID)
+		}
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// hookedKeyService is the embedded provider with an optional hook run
+// before each ReEncrypt: tests use it to act at a precise point of a run.
+type hookedKeyService struct {
+	*embedded.Provider
+	mu    sync.Mutex
+	calls int
+	hook  func(call int, in *kms.ReEncryptInput) error
+}
+
+func (h *hookedKeyService) ReEncrypt(ctx context.Context, in *kms.ReEncryptInput) (*kms.ReEncryptOutput, error) {
+	h.mu.Lock()
+	h.calls++
+	n, hook := h.calls, h.hook
+	h.mu.Unlock()
+	if hook != nil {
+		if err := hook(n, in); err != nil {
+			return nil, err
+		}
+	}
+	return h.Provider.ReEncrypt(ctx, in)
+}
+
+func (h *hookedKeyService) setHook(fn func(call int, in *kms.ReEncryptInput) error) {
+	h.mu.Lock()
+	h.hook = fn
+	h.mu.Unlock()
+}
+
+var _ BlobInspector = (*hookedKeyService)(nil)
+
+// updateCounter counts Secret updates by name.
+type updateCounter struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (u *updateCounter) funcs() interceptor.Funcs {
+	return interceptor.Funcs{Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
+		err := c.Update(ctx, obj, opts...)
+		if _, ok := obj.(*corev1.Secret); ok && err == nil {
+			u.mu.Lock()
+			u.n[obj.GetName()]++
+			u.mu.Unlock()
+		}
+		return err
+	}}
+}
+
+func (u *updateCounter) max() (string, int) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	name, most := "", 0
+	for k, n := range u.n {
+		if n > most {
+			name, most = k, n
+		}
+	}
+	return name, most
+}
+
+// syncBuffer is a goroutine-safe log sink.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// assertNoSecretsLeaked checks logs, Events and status for any plaintext the
+// test wrote and any blob in base64.
+func (f *fixture) assertNoSecretsLeaked(kr *rekeyv1alpha1.KeyRotation) {
+	f.t.Helper()
+	var evs corev1.EventList
+	if err := k8sClient.List(context.Background(), &evs, client.InNamespace(f.ns)); err != nil {
+		f.t.Fatal(err)
+	}
+	texts := make([]string, 0, 2+2*len(evs.Items))
+	texts = append(texts, f.logs.String())
+	for _, e := range evs.Items {
+		texts = append(texts, e.Message, e.Reason)
+	}
+	st, _ := runtime.DefaultUnstructuredConverter.ToUnstructured(&kr.Status)
+	texts = append(texts, fmt.Sprint(st))
+	var secrets corev1.SecretList
+	if err := k8sClient.List(context.Background(), &secrets, client.InNamespace(f.ns)); err != nil {
+		f.t.Fatal(err)
+	}
+	for _, txt := range texts {
+		if strings.Contains(txt, "PLAINTEXT-") {
+			f.t.Fatalf("a plaintext leaked into logs, events or status")
+		}
+		for _, s := range secrets.Items {
+			for _, b := range s.Data {
+				if len(b) > 16 && (strings.Contains(txt, base64.StdEncoding.EncodeToString(b)[:20]) || bytes.Contains([]byte(txt), b[42:])) {
+					f.t.Fatalf("a ciphertext leaked into logs, events or status")
+				}
+			}
+		}
+	}
+}
+
+type unstructuredObj struct{ Object map[string]any }
+
+func (u *unstructuredObj) toUnstructured() *unstructured.Unstructured {
+	return &unstructured.Unstructured{Object: u.Object}
+}

@@ -1,0 +1,57 @@
+/*
+Copyright 2026 The rekey Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package embedded is the key service backed by rekey's own engine, running
+// in the operator's process over the keystore Secret.
+package embedded
+
+import (
+	"context"
+
+	"github.com/rekey-dev/rekey/internal/kms"
+)
+
+// Provider adapts *kms.Engine to the controller's KeyService contract.
+type Provider struct {
+	engine *kms.Engine
+}
+
+// New returns a provider over engine.
+func New(engine *kms.Engine) *Provider { return &Provider{engine: engine} }
+
+// Name identifies the provider in status and events.
+func (*Provider) Name() string { return "embedded" }
+
+// Refresh picks up keys created or rotated since the last call (by the CLI,
+// another replica, or an operator).
+func (p *Provider) Refresh(ctx context.Context) error { return p.engine.Refresh(ctx) }
+
+// DescribeKey resolves a key in any form to its ARN and current key material.
+func (p *Provider) DescribeKey(ctx context.Context, keyID string) (arn, currentMaterial string, err error) {
+	out, err := p.engine.DescribeKey(ctx, &kms.DescribeKeyInput{KeyID: keyID})
+	if err != nil {
+		return "", "", err
+	}
+	return out.KeyMetadata.Arn, out.KeyMetadata.CurrentKeyMaterialID, nil
+}
+
+// ReEncrypt re-encrypts one blob inside the engine.
+func (p *Provider) ReEncrypt(ctx context.Context, in *kms.ReEncryptInput) (*kms.ReEncryptOutput, error) {
+	return p.engine.ReEncrypt(ctx, in)
+}
+
+// InspectBlob reads the blob's header: the engine's format is known.
+func (p *Provider) InspectBlob(blob []byte) (kms.BlobKey, error) { return p.engine.InspectBlob(blob) }
