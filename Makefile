@@ -28,9 +28,12 @@ help: ## Display this help.
 
 ##@ Main commands
 
+DEMO_N ?= 300
 .PHONY: demo
 demo: build envtest ## Run the main job end to end on a local control plane (see README).
-	@echo "make demo: the end-to-end demo arrives with the KeyRotation controller (issue: controller)." >&2; exit 1
+	KUBEBUILDER_ASSETS="$$("$(ENVTEST)" use -i -p path $(ENVTEST_K8S_VERSION))" \
+	KUBEBUILDER_CONTROLPLANE_START_TIMEOUT=$(KUBEBUILDER_CONTROLPLANE_START_TIMEOUT) \
+	go run ./hack/demo -n $(DEMO_N) -rekey bin/rekey
 
 .PHONY: test
 test: manifests generate fmt vet envtest ## Run unit tests and the envtest suites against a real kube-apiserver and etcd.
