@@ -162,10 +162,13 @@ func run(ctx context.Context, rekeyBin string, n int) error {
 		step("Cleaning up: stopping the operator")
 		_ = controller.Process.Signal(syscall.SIGTERM)
 		select {
-		case <-exited:
+		case err := <-exited:
+			if err != nil && !strings.Contains(err.Error(), "signal") {
+				fmt.Fprintln(os.Stderr, "the operator exited with:", err)
+			}
 		case <-time.After(15 * time.Second):
 			_ = controller.Process.Kill()
-			<-exited
+			_ = <-exited
 		}
 	}()
 
@@ -298,7 +301,7 @@ func watchProgress(ctx context.Context, c client.Client, exited <-chan error) (*
 		}
 		select {
 		case err := <-exited:
-			return nil, fmt.Errorf("the operator exited early: %v (see its log)", err)
+			return nil, fmt.Errorf("the operator exited early (see its log): %w", err)
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-time.After(25 * time.Millisecond):
