@@ -168,7 +168,9 @@ func run(ctx context.Context, rekeyBin string, n int) error {
 			}
 		case <-time.After(15 * time.Second):
 			_ = controller.Process.Kill()
-			_ = <-exited
+			if err := <-exited; err != nil {
+				fmt.Fprintln(os.Stderr, "the operator did not stop on SIGTERM and was killed:", err)
+			}
 		}
 	}()
 
