@@ -43,6 +43,10 @@ test: manifests generate fmt vet envtest ## Run unit tests and the envtest suite
 
 KUBEBUILDER_CONTROLPLANE_START_TIMEOUT ?= 60s
 
+.PHONY: test-conformance
+test-conformance: ## Run the ReEncrypt conformance suite (rekey endpoint, local-kms, embedded) and print its table.
+	go test ./test/conformance/ -count=1 -v -run TestConformance
+
 .PHONY: bench
 bench: ## Scale benchmark of a rotation (filled in by the scale issue).
 	@echo "make bench: the scale benchmark arrives with the scale issue." >&2; exit 1

@@ -427,18 +427,3 @@ func TestInProgressWhileRunning(t *testing.T) {
 	}
 	f.wait("r", "Succeeded", phaseIs(rekeyv1alpha1.PhaseSucceeded))
 }
-
-func TestAWSProviderNotYetAvailableStalls(t *testing.T) {
-	f := newFixture(t)
-	f.start(10)
-	f.rotation("aws", func(kr *rekeyv1alpha1.KeyRotation) {
-		kr.Spec.Provider = &rekeyv1alpha1.ProviderSpec{AWS: &rekeyv1alpha1.AWSProvider{Region: "eu-west-1"}}
-	})
-	kr := f.wait("aws", "Stalled", func(kr *rekeyv1alpha1.KeyRotation) bool {
-		c := condition(kr, rekeyv1alpha1.ConditionStalled)
-		return c != nil && c.Reason == ReasonProviderMissing
-	})
-	if kr.Status.Phase != rekeyv1alpha1.PhasePending {
-		t.Fatalf("phase: %s", kr.Status.Phase)
-	}
-}

@@ -17,16 +17,110 @@ limitations under the License.
 package controllers
 
 import (
+	"context"
+	"fmt"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
 	rekeyv1alpha1 "github.com/rekey-dev/rekey/api/v1alpha1"
 )
 
-// DefaultKeyServices picks the key service a rotation names. The embedded
-// engine is the default; the AWS provider is not built yet, so a rotation
-// that asks for it stalls with a reason that says so.
-func DefaultKeyServices(kr *rekeyv1alpha1.KeyRotation, embedded KeyService) (KeyService, error) {
-	if p := kr.Spec.Provider; p != nil && p.AWS != nil {
-		return nil, &stallError{Reason: ReasonProviderMissing, Terminal: true,
-			Message: "spec.provider.aws is not supported by this version of rekey yet; use provider.embedded"}
+// AWSConfig is what a rotation's spec.provider.aws resolves to.
+type AWSConfig struct {
+	Region   string
+	Endpoint string
+	// Static credentials from spec.provider.aws.credentialsSecretRef; nil
+	// means the operator's default credential chain.
+	AccessKeyID, SecretAccessKey, SessionToken string
+	Static                                     bool
+}
+
+// Keys of the credentials Secret a KeyRotation may reference.
+const (
+	CredentialsAccessKeyID     = "AWS_ACCESS_KEY_ID"
+	CredentialsSecretAccessKey = "AWS_SECRET_ACCESS_KEY"
+	CredentialsSessionToken    = "AWS_SESSION_TOKEN"
+)
+
+// Stall reasons of provider selection.
+const (
+	ReasonCredentialsInvalid = "CredentialsSecretInvalid"
+	ReasonEndpointNeedsCreds = "EndpointNeedsCredentials"
+)
+
+// KeyServiceFactory is the one place that knows which key service a
+// rotation names: the operator's embedded engine, or an AWS KMS client built
+// from the rotation's spec (and kept across reconciles, so its rate limit
+// holds for the whole run).
+type KeyServiceFactory struct {
+	Embedded KeyService
+	// NewAWS builds an AWS KMS key service; nil means none is available.
+	NewAWS func(ctx context.Context, c AWSConfig) (KeyService, error)
+	// Reader reads credentials Secrets (uncached).
+	Reader client.Reader
+
+	mu  sync.Mutex
+	aws map[string]KeyService // by rotation UID, generation and credentials version
+}
+
+// For returns the key service of kr.
+func (f *KeyServiceFactory) For(ctx context.Context, kr *rekeyv1alpha1.KeyRotation) (KeyService, error) {
+	p := kr.Spec.Provider
+	if p == nil || p.AWS == nil {
+		return f.Embedded, nil
 	}
-	return embedded, nil
+	if f.NewAWS == nil {
+		return nil, &stallError{Reason: ReasonProviderMissing, Terminal: true,
+			Message: "this operator was started without the AWS provider"}
+	}
+	cfg := AWSConfig{Region: p.AWS.Region, Endpoint: p.AWS.Endpoint}
+	version := ""
+	if ref := p.AWS.CredentialsSecretRef; ref != nil {
+		var s corev1.Secret
+		err := f.Reader.Get(ctx, client.ObjectKey{Namespace: kr.Namespace, Name: ref.Name}, &s)
+		switch {
+		case apierrors.IsNotFound(err):
+			return nil, stall(ReasonCredentialsInvalid, "credentials Secret %s not found", ref.Name)
+		case err != nil:
+			return nil, fmt.Errorf("reading credentials Secret %s: %w", ref.Name, err)
+		}
+		cfg.Static = true
+		cfg.AccessKeyID = string(s.Data[CredentialsAccessKeyID])
+		cfg.SecretAccessKey = string(s.Data[CredentialsSecretAccessKey])
+		cfg.SessionToken = string(s.Data[CredentialsSessionToken])
+		if cfg.AccessKeyID == "" || cfg.SecretAccessKey == "" {
+			return nil, stall(ReasonCredentialsInvalid, "credentials Secret %s must hold %s and %s",
+				ref.Name, CredentialsAccessKeyID, CredentialsSecretAccessKey)
+		}
+		version = s.ResourceVersion
+	} else if cfg.Endpoint != "" {
+		// The operator's own AWS identity never signs requests for an
+		// endpoint a namespace chose: those signed requests could be replayed
+		// against AWS KMS.
+		return nil, &stallError{Reason: ReasonEndpointNeedsCreds, Terminal: true,
+			Message: "spec.provider.aws.endpoint requires spec.provider.aws.credentialsSecretRef"}
+	}
+	key := fmt.Sprintf("%s/%d/%s", kr.UID, kr.Generation, version)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if ks, ok := f.aws[key]; ok {
+		return ks, nil
+	}
+	ks, err := f.NewAWS(ctx, cfg)
+	if err != nil {
+		return nil, stall(ReasonProviderMissing, "%v", err)
+	}
+	if f.aws == nil {
+		f.aws = map[string]KeyService{}
+	}
+	for k := range f.aws { // one client per rotation: drop older versions
+		if len(k) > len(kr.UID) && k[:len(kr.UID)] == string(kr.UID) {
+			delete(f.aws, k)
+		}
+	}
+	f.aws[key] = ks
+	return ks, nil
 }

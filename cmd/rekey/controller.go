@@ -37,6 +37,7 @@ import (
 	"github.com/rekey-dev/rekey/controllers"
 	"github.com/rekey-dev/rekey/internal/kms"
 	"github.com/rekey-dev/rekey/internal/kms/keystore"
+	awsprovider "github.com/rekey-dev/rekey/internal/provider/aws"
 	"github.com/rekey-dev/rekey/internal/provider/embedded"
 )
 
@@ -54,6 +55,7 @@ type controllerOptions struct {
 	accountID            string
 	pageSize             int64
 	maxRotations         int
+	awsRequestsPerSecond float64
 	zap                  zap.Options
 }
 
@@ -71,6 +73,8 @@ func (o *controllerOptions) bind(fs *flag.FlagSet) {
 	fs.StringVar(&o.accountID, "account-id", "000000000000", "account id used in the embedded engine's key ARNs")
 	fs.Int64Var(&o.pageSize, "page-size", 200, "Secrets listed and worked on per reconcile (bounds memory)")
 	fs.IntVar(&o.maxRotations, "max-concurrent-rotations", 2, "KeyRotations worked on at the same time")
+	fs.Float64Var(&o.awsRequestsPerSecond, "aws-requests-per-second", 100,
+		"client-side limit of AWS KMS calls per second, per KeyRotation (KMS quotas are per account and Region)")
 	o.zap.BindFlags(fs)
 }
 
@@ -133,9 +137,11 @@ func runController(ctx context.Context, args []string, _ io.Reader, _, stderr io
 		APIReader: mgr.GetAPIReader(),
 		Recorder:  mgr.GetEventRecorder("rekey"),
 		PageSize:  o.pageSize,
-		KeyServices: func(_ context.Context, kr *rekeyv1alpha1.KeyRotation) (controllers.KeyService, error) {
-			return controllers.DefaultKeyServices(kr, embeddedKS)
-		},
+		KeyServices: (&controllers.KeyServiceFactory{
+			Embedded: embeddedKS,
+			NewAWS:   newAWSKeyService(o.awsRequestsPerSecond),
+			Reader:   mgr.GetAPIReader(),
+		}).For,
 	}
 	if err := rec.SetupWithManager(mgr, o.maxRotations); err != nil {
 		return fmt.Errorf("setting up the KeyRotation controller: %w", err)
@@ -151,4 +157,16 @@ func runController(ctx context.Context, args []string, _ io.Reader, _, stderr io
 		return fmt.Errorf("running the manager: %w", err)
 	}
 	return nil
+}
+
+// newAWSKeyService builds AWS KMS key services for provider.aws rotations.
+func newAWSKeyService(rps float64) func(context.Context, controllers.AWSConfig) (controllers.KeyService, error) {
+	return func(ctx context.Context, c controllers.AWSConfig) (controllers.KeyService, error) {
+		o := awsprovider.Options{Region: c.Region, Endpoint: c.Endpoint, RequestsPerSecond: rps}
+		if c.Static {
+			o.StaticCredentials = &awsprovider.StaticCredentials{
+				AccessKeyID: c.AccessKeyID, SecretAccessKey: c.SecretAccessKey, SessionToken: c.SessionToken}
+		}
+		return awsprovider.New(ctx, o)
+	}
 }
