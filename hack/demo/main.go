@@ -28,22 +28,19 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	rekeyv1alpha1 "github.com/rekey-dev/rekey/api/v1alpha1"
+	"github.com/rekey-dev/rekey/hack/internal/harness"
 	"github.com/rekey-dev/rekey/internal/kms"
 	"github.com/rekey-dev/rekey/internal/kms/keystore"
-	"github.com/rekey-dev/rekey/internal/testenv"
 )
 
 const (
@@ -80,35 +77,30 @@ func run(ctx context.Context, rekeyBin string, n int) error {
 
 	step("Starting a local control plane (kube-apiserver and etcd from KUBEBUILDER_ASSETS)")
 	t0 := time.Now()
-	env, err := testenv.Start("")
+	cp, err := harness.Start(dir)
 	if err != nil {
 		return err
 	}
 	defer func() {
 		step("Cleaning up: stopping the control plane")
-		if err := env.Stop(); err != nil {
+		if err := cp.Stop(); err != nil {
 			fmt.Fprintln(os.Stderr, "stopping the control plane:", err)
 		}
 	}()
-	kubeconfig, err := writeKubeconfig(env.Env, dir)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("    up in %.1fs; kubeconfig %s\n", time.Since(t0).Seconds(), kubeconfig)
-	kubectl := filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl")
-	sh := &shell{env: append(os.Environ(), "KUBECONFIG="+kubeconfig)}
+	fmt.Printf("    up in %.1fs; kubeconfig %s\n", time.Since(t0).Seconds(), cp.Kubeconfig)
+	kubectl, sh, env := cp.Kubectl, cp, cp.Env
 
 	step("Installing the KeyRotation CRD with kubectl")
-	if err := sh.run(kubectl, "apply", "-f", "config/crd/bases/"); err != nil {
+	if err := sh.Echo(kubectl, "apply", "-f", "config/crd/bases/"); err != nil {
 		return err
 	}
-	if err := sh.run(kubectl, "wait", "--for=condition=Established", "crd/keyrotations.rekey.dev", "--timeout=60s"); err != nil {
+	if err := sh.Echo(kubectl, "wait", "--for=condition=Established", "crd/keyrotations.rekey.dev", "--timeout=60s"); err != nil {
 		return err
 	}
-	if err := sh.run(kubectl, "create", "namespace", opNamespace); err != nil {
+	if err := sh.Echo(kubectl, "create", "namespace", opNamespace); err != nil {
 		return err
 	}
-	if err := sh.run(kubectl, "create", "namespace", namespace); err != nil {
+	if err := sh.Echo(kubectl, "create", "namespace", namespace); err != nil {
 		return err
 	}
 
@@ -124,7 +116,7 @@ func run(ctx context.Context, rekeyBin string, n int) error {
 	ks := []string{"--keystore", keystoreRef, "--root-key-file", rootKey}
 	for _, alias := range []string{"alias/billing-2025", "alias/billing-2026"} {
 		args := append([]string{"key", "create", "--alias", alias, "--description", "demo " + alias}, ks...)
-		if err := sh.run(rekeyBin, args...); err != nil {
+		if err := sh.Echo(rekeyBin, args...); err != nil {
 			return err
 		}
 	}
@@ -145,32 +137,15 @@ func run(ctx context.Context, rekeyBin string, n int) error {
 	fmt.Printf("    %d Secrets, %d blobs\n", n, len(written))
 
 	step("Starting the operator: rekey controller (logs in %s)", filepath.Join(dir, "controller.log"))
-	ctrlLog, err := os.Create(filepath.Join(dir, "controller.log"))
+	controller, err := harness.StartProcess(cp.Command(rekeyBin, append([]string{"controller", "--metrics-bind-address", "0",
+		"--health-probe-bind-address", "0"}, ks...)...), filepath.Join(dir, "controller.log"))
 	if err != nil {
 		return err
 	}
-	defer func() { _ = ctrlLog.Close() }()
-	controller := exec.Command(rekeyBin, append([]string{"controller", "--metrics-bind-address", "0",
-		"--health-probe-bind-address", "0"}, ks...)...)
-	controller.Env, controller.Stdout, controller.Stderr = sh.env, ctrlLog, ctrlLog
-	if err := controller.Start(); err != nil {
-		return err
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- controller.Wait() }()
 	defer func() {
 		step("Cleaning up: stopping the operator")
-		_ = controller.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-exited:
-			if err != nil && !strings.Contains(err.Error(), "signal") {
-				fmt.Fprintln(os.Stderr, "the operator exited with:", err)
-			}
-		case <-time.After(15 * time.Second):
-			_ = controller.Process.Kill()
-			if err := <-exited; err != nil {
-				fmt.Fprintln(os.Stderr, "the operator did not stop on SIGTERM and was killed:", err)
-			}
+		if err := controller.Stop(15 * time.Second); err != nil {
+			fmt.Fprintln(os.Stderr, "the operator exited with:", err)
 		}
 	}()
 
@@ -179,19 +154,19 @@ func run(ctx context.Context, rekeyBin string, n int) error {
 	if err := os.WriteFile(manifest, []byte(keyRotationYAML), 0o600); err != nil {
 		return err
 	}
-	fmt.Print(indent(keyRotationYAML))
-	if err := sh.run(kubectl, "apply", "-f", manifest); err != nil {
+	fmt.Print(harness.Indent(keyRotationYAML))
+	if err := sh.Echo(kubectl, "apply", "-f", manifest); err != nil {
 		return err
 	}
 
 	step("Progress")
 	applied := time.Now()
-	kr, err := watchProgress(ctx, env.Client, exited)
+	kr, err := watchProgress(ctx, env.Client, controller.Exited())
 	took := time.Since(applied)
 	if err != nil {
 		return err
 	}
-	if err := sh.run(kubectl, "get", "keyrotations", "-n", namespace); err != nil {
+	if err := sh.Echo(kubectl, "get", "keyrotations", "-n", namespace); err != nil {
 		return err
 	}
 	if kr.Status.Phase != rekeyv1alpha1.PhaseSucceeded {
@@ -220,38 +195,6 @@ spec:
   secretSelector: {matchLabels: {team: billing}}
   maxConcurrency: 8
 `
-
-func indent(s string) string {
-	return "    " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n    ") + "\n"
-}
-
-// shell runs commands with the demo's kubeconfig, echoing them.
-type shell struct{ env []string }
-
-func (s *shell) run(name string, args ...string) error {
-	fmt.Printf("    $ %s %s\n", filepath.Base(name), strings.Join(args, " "))
-	cmd := exec.Command(name, args...)
-	cmd.Env = s.env
-	out, err := cmd.CombinedOutput()
-	fmt.Print(indent(string(out)))
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", filepath.Base(name), args[0], err)
-	}
-	return nil
-}
-
-func writeKubeconfig(te *envtest.Environment, dir string) (string, error) {
-	user, err := te.AddUser(envtest.User{Name: "demo-admin", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		return "", fmt.Errorf("adding the demo user: %w", err)
-	}
-	b, err := user.KubeConfig()
-	if err != nil {
-		return "", err
-	}
-	path := filepath.Join(dir, "kubeconfig")
-	return path, os.WriteFile(path, b, 0o600)
-}
 
 // value is one blob the demo wrote, with the plaintext it holds.
 type value struct {
