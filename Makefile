@@ -47,9 +47,14 @@ KUBEBUILDER_CONTROLPLANE_START_TIMEOUT ?= 60s
 test-conformance: ## Run the ReEncrypt conformance suite (rekey endpoint, local-kms, embedded) and print its table.
 	go test ./test/conformance/ -count=1 -v -run TestConformance
 
+BENCH_N ?= 10000
+BENCH_NOISE ?= 10000
+BENCH_ARGS ?=
 .PHONY: bench
-bench: ## Scale benchmark of a rotation (filled in by the scale issue).
-	@echo "make bench: the scale benchmark arrives with the scale issue." >&2; exit 1
+bench: build envtest ## Scale benchmark: write ceiling, kubectl recipe, rekey, memory, resume (docs/benchmarks.md).
+	KUBEBUILDER_ASSETS="$$("$(ENVTEST)" use -i -p path $(ENVTEST_K8S_VERSION))" \
+	KUBEBUILDER_CONTROLPLANE_START_TIMEOUT=$(KUBEBUILDER_CONTROLPLANE_START_TIMEOUT) \
+	go run ./hack/bench -n $(BENCH_N) -noise $(BENCH_NOISE) -rekey bin/rekey $(BENCH_ARGS)
 
 BENCH_KMS_ARGS ?=
 .PHONY: bench-kms
