@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -29,6 +30,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	rekeyv1alpha1 "github.com/rekey-dev/rekey/api/v1alpha1"
 	"github.com/rekey-dev/rekey/internal/kms"
@@ -195,6 +197,7 @@ func (t *pageTally) add(res secretResult) {
 // commits the page's counts and continue token to status. Reports whether
 // the listing is complete.
 func (r *KeyRotationReconciler) processPage(ctx context.Context, kr *rekeyv1alpha1.KeyRotation, rn *run) (bool, error) {
+	start := time.Now()
 	list := &corev1.SecretList{}
 	err := r.APIReader.List(ctx, list, client.InNamespace(kr.Namespace), client.Limit(r.PageSize),
 		client.Continue(kr.Status.Continue), client.MatchingLabelsSelector{Selector: rn.selector})
@@ -210,6 +213,7 @@ func (r *KeyRotationReconciler) processPage(ctx context.Context, kr *rekeyv1alph
 		return false, fmt.Errorf("listing Secrets: %w", err)
 	}
 
+	listed := time.Since(start)
 	tally := &pageTally{inventory: map[invKey]int64{}}
 	workers := int(cmp.Or(kr.Spec.MaxConcurrency, 8))
 	work := make(chan *corev1.Secret)
@@ -252,6 +256,8 @@ func (r *KeyRotationReconciler) processPage(ctx context.Context, kr *rekeyv1alph
 	}
 	metricSecretsRemaining.WithLabelValues(kr.Namespace, kr.Name).Set(float64(remaining(kr)))
 	st.Continue = list.Continue
+	logf.FromContext(ctx).V(1).Info("page done", "secrets", len(list.Items), "rotated", tally.secrets.Rotated,
+		"list", listed.Round(time.Millisecond), "total", time.Since(start).Round(time.Millisecond))
 	return list.Continue == "", nil
 }
 

@@ -45,6 +45,7 @@ import (
 type controllerOptions struct {
 	metricsAddr          string
 	probeAddr            string
+	pprofAddr            string
 	enableLeaderElection bool
 	leaderElectionNS     string
 	qps                  float64
@@ -62,16 +63,17 @@ type controllerOptions struct {
 func (o *controllerOptions) bind(fs *flag.FlagSet) {
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus /metrics endpoint; 0 disables it")
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints; 0 disables them")
+	fs.StringVar(&o.pprofAddr, "pprof-bind-address", "0", "address of the net/http/pprof endpoints, for profiling; 0 disables them")
 	fs.BoolVar(&o.enableLeaderElection, "leader-elect", false, "elect a leader so that only one manager works at a time")
 	fs.StringVar(&o.leaderElectionNS, "leader-election-namespace", "", "namespace of the leader election lease (default: the pod's namespace)")
-	fs.Float64Var(&o.qps, "kube-api-qps", 200, "client-side QPS limit towards the kube-apiserver")
-	fs.IntVar(&o.burst, "kube-api-burst", 400, "client-side burst towards the kube-apiserver")
+	fs.Float64Var(&o.qps, "kube-api-qps", 1000, "client-side QPS limit towards the kube-apiserver (the server protects itself with API Priority and Fairness; lower this to leave room for other clients)")
+	fs.IntVar(&o.burst, "kube-api-burst", 2000, "client-side burst towards the kube-apiserver")
 	fs.StringVar(&o.keystore, "keystore", "k8s://rekey-system/rekey-keystore",
 		"the embedded engine's keystore: k8s://NAMESPACE/NAME (a Secret) or a file path")
 	fs.StringVar(&o.rootKeyFile, "root-key-file", "", "file with the base64 root key of the keystore (required)")
 	fs.StringVar(&o.region, "region", "local", "region used in the embedded engine's key ARNs")
 	fs.StringVar(&o.accountID, "account-id", "000000000000", "account id used in the embedded engine's key ARNs")
-	fs.Int64Var(&o.pageSize, "page-size", 200, "Secrets listed and worked on per reconcile (bounds memory)")
+	fs.Int64Var(&o.pageSize, "page-size", 500, "Secrets listed and worked on per reconcile (bounds memory)")
 	fs.IntVar(&o.maxRotations, "max-concurrent-rotations", 2, "KeyRotations worked on at the same time")
 	fs.Float64Var(&o.awsRequestsPerSecond, "aws-requests-per-second", 100,
 		"client-side limit of AWS KMS calls per second, per KeyRotation (KMS quotas are per account and Region)")
@@ -108,6 +110,7 @@ func runController(ctx context.Context, args []string, _ io.Reader, _, stderr io
 		Scheme:                  newScheme(),
 		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr},
 		HealthProbeBindAddress:  o.probeAddr,
+		PprofBindAddress:        o.pprofAddr,
 		LeaderElection:          o.enableLeaderElection,
 		LeaderElectionID:        "rekey.dev-controller",
 		LeaderElectionNamespace: o.leaderElectionNS,

@@ -46,11 +46,13 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -77,6 +79,8 @@ type config struct {
 	rekeyBin                             string
 	qps                                  float64
 	keep                                 bool
+	rounds                               int
+	pprof                                string
 }
 
 func main() {
@@ -96,8 +100,12 @@ func main() {
 	flag.Float64Var(&c.qps, "qps", 5000, "client-side QPS for every client (the controller's --kube-api-qps); high = unthrottled")
 	flag.StringVar(&c.rekeyBin, "rekey", "bin/rekey", "the rekey binary")
 	flag.BoolVar(&c.keep, "keep", false, "keep the controller logs (printed directory)")
+	flag.IntVar(&c.rounds, "rounds", 2, "alternate ceiling and rekey this many times; the best of each is compared")
+	flag.StringVar(&c.pprof, "pprof", "0", "the first controller's --pprof-bind-address (for profiling a run)")
 	flag.Parse()
-	if err := run(context.Background(), c); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, c); err != nil {
 		fmt.Fprintln(os.Stderr, "\nbench FAILED:", err)
 		os.Exit(1)
 	}
@@ -147,20 +155,45 @@ func run(ctx context.Context, c config) error {
 		return err
 	}
 
-	step("1. The apiserver's write ceiling (bare client: paged List, Update with the resourceVersion read, fresh bytes)")
+	step("1 and 3. The apiserver's write ceiling and rekey, alternately, %d rounds", c.rounds)
+	fmt.Println("    ceiling: a bare client, paged List, Update with the resourceVersion read, fresh bytes of the same sizes")
+	fmt.Println("    rekey:   a KeyRotation over the same number of annotated Secrets, kubectl-visible start to Succeeded")
 	if err := b.createPlain(ctx, "bench-plain", c.n, 3, blobPlain+58); err != nil {
 		return err
 	}
-	ceiling, err := b.ceiling(ctx, "bench-plain")
-	if err != nil {
+	if err := b.createEncrypted(ctx, "bench-rekey", c.n, "alias/bench-1"); err != nil {
 		return err
 	}
-	fmt.Printf("    %d writes in %.2fs: %.0f writes/s\n", c.n, ceiling.Seconds(), rate(c.n, ceiling))
+	var bestCeiling, bestRekey time.Duration
+	var first rotation
+	for i := 1; i <= c.rounds; i++ {
+		ceil, err := b.ceiling(ctx, "bench-plain")
+		if err != nil {
+			return err
+		}
+		r, err := b.rotate(ctx, "bench-rekey", fmt.Sprintf("rot-%d", i), fmt.Sprintf("alias/bench-%d", i), fmt.Sprintf("alias/bench-%d", i+1), false)
+		if err != nil {
+			return err
+		}
+		if i == 1 {
+			first = r
+		}
+		fmt.Printf("    round %d: ceiling %d writes in %.2fs = %.0f writes/s; rekey %d Secrets (%d blobs) in %.2fs = %.0f Secrets/s, %.0f blobs/s; ratio %.2f\n",
+			i, c.n, ceil.Seconds(), rate(c.n, ceil), c.n, 3*c.n, r.took.Seconds(), rate(c.n, r.took), 3*rate(c.n, r.took), rate(c.n, r.took)/rate(c.n, ceil))
+		if bestCeiling == 0 || ceil < bestCeiling {
+			bestCeiling = ceil
+		}
+		if bestRekey == 0 || r.took < bestRekey {
+			bestRekey = r.took
+		}
+	}
+
+	step("The naive loop (Get, then merge-patch fresh bytes), for reference")
 	naive, err := b.naive(ctx, "bench-plain")
 	if err != nil {
 		return err
 	}
-	fmt.Printf("    naive loop (Get + merge patch): %d writes in %.2fs: %.0f writes/s\n", c.n, naive.Seconds(), rate(c.n, naive))
+	fmt.Printf("    %d writes in %.2fs: %.0f writes/s\n", c.n, naive.Seconds(), rate(c.n, naive))
 
 	step("2. The documented recipe: kubectl get -o json | (change values) | kubectl replace -f -")
 	if err := b.createPlain(ctx, "bench-recipe", c.recipeN, 3, blobPlain+58); err != nil {
@@ -172,33 +205,28 @@ func run(ctx context.Context, c config) error {
 	}
 	fmt.Printf("    %d Secrets in %.2fs: %.0f writes/s\n", c.recipeN, recipe.Seconds(), rate(c.recipeN, recipe))
 
-	step("3. rekey: a KeyRotation over %d Secrets, start to Succeeded", c.n)
-	if err := b.createEncrypted(ctx, "bench-rekey", c.n, "alias/bench-1"); err != nil {
-		return err
-	}
-	r1, err := b.rotate(ctx, "bench-rekey", "rot-1", "alias/bench-1", "alias/bench-2", false)
-	if err != nil {
-		return err
-	}
-	rk := rate(c.n, r1.took)
-	fmt.Printf("    %d Secrets (%d blobs) in %.2fs: %.0f Secrets/s, %.0f blobs/s\n", c.n, 3*c.n, r1.took.Seconds(), rk, 3*rk)
+	rk := rate(c.n, bestRekey)
+	step("Summary (best of %d rounds each)", c.rounds)
+	fmt.Printf("    ceiling %.0f writes/s, naive loop %.0f writes/s, recipe %.0f writes/s, rekey %.0f Secrets/s (%.0f blobs/s)\n",
+		rate(c.n, bestCeiling), rate(c.n, naive), rate(c.recipeN, recipe), rk, 3*rk)
 	fmt.Printf("    rekey / ceiling: %.2f (target >= 0.90)   rekey / naive loop: %.2f   rekey / recipe: %.2f (target >= 3)\n",
-		rk/rate(c.n, ceiling), rk/rate(c.n, naive), rk/rate(c.recipeN, recipe))
+		rk/rate(c.n, bestCeiling), rk/rate(c.n, naive), rk/rate(c.recipeN, recipe))
 
 	step("4. Memory of the controller (peak RSS from /proc, peak heap from its /metrics)")
-	fmt.Printf("    rotation of %d Secrets:                     peak RSS %6.1f MiB, peak heap %6.1f MiB\n", c.n, mib(r1.peakRSS), mib(r1.peakHeap))
+	fmt.Printf("    rotation of %d Secrets:                     peak RSS %6.1f MiB, peak heap %6.1f MiB\n", c.n, mib(first.peakRSS), mib(first.peakHeap))
 	if err := b.createPlain(ctx, "bench-noise", c.noise, 1, 10<<10); err != nil {
 		return err
 	}
-	r2, err := b.rotate(ctx, "bench-rekey", "rot-2", "alias/bench-2", "alias/bench-3", false)
+	k := c.rounds + 1
+	r2, err := b.rotate(ctx, "bench-rekey", "rot-noise", fmt.Sprintf("alias/bench-%d", k), fmt.Sprintf("alias/bench-%d", k+1), false)
 	if err != nil {
 		return err
 	}
 	fmt.Printf("    same, with %d unrelated 10 KiB Secrets added: peak RSS %6.1f MiB, peak heap %6.1f MiB\n", c.noise, mib(r2.peakRSS), mib(r2.peakHeap))
-	fmt.Printf("    RSS growth from the unrelated Secrets: %+.1f MiB (target <= 20 MiB)\n", mib(r2.peakRSS)-mib(r1.peakRSS))
+	fmt.Printf("    RSS growth from the unrelated Secrets: %+.1f MiB (target <= 20 MiB)\n", mib(r2.peakRSS)-mib(first.peakRSS))
 
 	step("5. Resume: SIGKILL mid-rotation, restart")
-	r3, err := b.rotate(ctx, "bench-rekey", "rot-3", "alias/bench-3", "alias/bench-4", true)
+	r3, err := b.rotate(ctx, "bench-rekey", "rot-resume", fmt.Sprintf("alias/bench-%d", k+1), fmt.Sprintf("alias/bench-%d", k+2), true)
 	if err != nil {
 		return err
 	}
@@ -246,7 +274,7 @@ func (b *bench) setup(ctx context.Context) error {
 	if b.engine, err = kms.New(ctx, kms.Options{Store: keystore.NewSecret(b.cl, opNamespace, "rekey-keystore", root)}); err != nil {
 		return err
 	}
-	for i := 1; i <= 4; i++ {
+	for i := 1; i <= b.c.rounds+3; i++ {
 		k, err := b.engine.CreateKey(ctx, &kms.CreateKeyInput{})
 		if err != nil {
 			return err
@@ -438,7 +466,7 @@ func (b *bench) controller(name string) (*harness.Process, string, error) {
 	metrics, probes := fmt.Sprintf("127.0.0.1:%d", mport), fmt.Sprintf("127.0.0.1:%d", pport)
 	p, err := harness.StartProcess(b.cp.Command(b.rekeyBin, "controller",
 		"--keystore", keystoreRef, "--root-key-file", b.rootKey,
-		"--metrics-bind-address", metrics, "--health-probe-bind-address", probes,
+		"--metrics-bind-address", metrics, "--health-probe-bind-address", probes, "--pprof-bind-address", b.pprofFor(name),
 		"--page-size", strconv.Itoa(b.c.pageSize), "--kube-api-qps", fmt.Sprint(b.c.qps), "--kube-api-burst", fmt.Sprint(int(2*b.c.qps))),
 		filepath.Join(b.dir, name+".log"))
 	if err != nil {
@@ -479,11 +507,16 @@ func (b *bench) rotate(ctx context.Context, ns, name, from, to string, kill bool
 	if err := b.warmUp(ctx, ns, name); err != nil {
 		return r, err
 	}
-	writes, stopWatch, err := b.countWrites(ctx, ns)
-	if err != nil {
-		return r, err
+	// Only the resume run watches the Secrets: a watch costs the apiserver
+	// work per write, which the ceiling does not pay.
+	writes := func() map[string]int { return nil }
+	if kill {
+		var stopWatch func()
+		if writes, stopWatch, err = b.countWrites(ctx, ns); err != nil {
+			return r, err
+		}
+		defer stopWatch()
 	}
-	defer stopWatch()
 
 	kr := &rekeyv1alpha1.KeyRotation{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
 		Spec: rekeyv1alpha1.KeyRotationSpec{SourceKeyIDs: []string{from}, DestinationKeyID: to,
@@ -493,9 +526,11 @@ func (b *bench) rotate(ctx context.Context, ns, name, from, to string, kill bool
 		return r, err
 	}
 	deadline := time.Now().Add(30 * time.Minute)
-	for {
-		rss, heap := sample(proc.Cmd.Process.Pid, metricsURL)
-		r.peakRSS, r.peakHeap = max(r.peakRSS, rss), max(r.peakHeap, heap)
+	for poll := 0; ; poll++ {
+		if poll%4 == 0 { // every 200 ms: scraping /metrics costs the controller CPU
+			rss, heap := sample(proc.Cmd.Process.Pid, metricsURL)
+			r.peakRSS, r.peakHeap = max(r.peakRSS, rss), max(r.peakHeap, heap)
+		}
 		if err := b.cl.Get(ctx, client.ObjectKeyFromObject(kr), kr); err != nil {
 			return r, err
 		}
@@ -514,7 +549,7 @@ func (b *bench) rotate(ctx context.Context, ns, name, from, to string, kill bool
 		select {
 		case err := <-proc.Exited():
 			return r, fmt.Errorf("the controller exited (log in %s): %w", b.dir, err)
-		case <-time.After(20 * time.Millisecond):
+		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
 			return r, errors.New("the rotation did not finish in 30 minutes")
@@ -531,6 +566,13 @@ func (b *bench) rotate(ctx context.Context, ns, name, from, to string, kill bool
 		}
 	}
 	return r, nil
+}
+
+func (b *bench) pprofFor(name string) string {
+	if name == "rot-2" {
+		return b.c.pprof
+	}
+	return "0"
 }
 
 // warmUp waits until the controller reconciles KeyRotations (its informer
