@@ -58,6 +58,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -72,6 +73,7 @@ const (
 	opNamespace = "rekey-system"
 	keystoreRef = "k8s://" + opNamespace + "/rekey-keystore"
 	blobPlain   = 200 // plaintext bytes per value; a blob is 258 bytes
+	team        = "bench"
 )
 
 type config struct {
@@ -158,7 +160,7 @@ func run(ctx context.Context, c config) error {
 	step("1 and 3. The apiserver's write ceiling and rekey, alternately, %d rounds", c.rounds)
 	fmt.Println("    ceiling: a bare client, paged List, Update with the resourceVersion read, fresh bytes of the same sizes")
 	fmt.Println("    rekey:   a KeyRotation over the same number of annotated Secrets, kubectl-visible start to Succeeded")
-	if err := b.createPlain(ctx, "bench-plain", c.n, 3, blobPlain+58); err != nil {
+	if err := b.createPlain(ctx, "bench-plain", c.n, 3, blobPlain+58, true); err != nil {
 		return err
 	}
 	if err := b.createEncrypted(ctx, "bench-rekey", c.n, "alias/bench-1"); err != nil {
@@ -196,7 +198,7 @@ func run(ctx context.Context, c config) error {
 	fmt.Printf("    %d writes in %.2fs: %.0f writes/s\n", c.n, naive.Seconds(), rate(c.n, naive))
 
 	step("2. The documented recipe: kubectl get -o json | (change values) | kubectl replace -f -")
-	if err := b.createPlain(ctx, "bench-recipe", c.recipeN, 3, blobPlain+58); err != nil {
+	if err := b.createPlain(ctx, "bench-recipe", c.recipeN, 3, blobPlain+58, true); err != nil {
 		return err
 	}
 	recipe, err := b.recipe("bench-recipe")
@@ -214,7 +216,7 @@ func run(ctx context.Context, c config) error {
 
 	step("4. Memory of the controller (peak RSS from /proc, peak heap from its /metrics)")
 	fmt.Printf("    rotation of %d Secrets:                     peak RSS %6.1f MiB, peak heap %6.1f MiB\n", c.n, mib(first.peakRSS), mib(first.peakHeap))
-	if err := b.createPlain(ctx, "bench-noise", c.noise, 1, 10<<10); err != nil {
+	if err := b.createPlain(ctx, "bench-noise", c.noise, 1, 10<<10, false); err != nil {
 		return err
 	}
 	k := c.rounds + 1
@@ -318,10 +320,17 @@ func randomBytes(n int) []byte {
 	return b
 }
 
-func (b *bench) createPlain(ctx context.Context, ns string, n, values, size int) error {
+// createPlain creates n Secrets of random values. With shaped, they look
+// like the rotation's Secrets (labels, annotation, three values), so the
+// ceiling writes objects of the same shape and size.
+func (b *bench) createPlain(ctx context.Context, ns string, n, values, size int, shaped bool) error {
 	t0 := time.Now()
 	err := parallel(n, 16, func(i int) error {
 		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("s-%05d", i), Namespace: ns}, Data: map[string][]byte{}}
+		if shaped {
+			s.Labels = map[string]string{"team": team}
+			s.Annotations = map[string]string{rekeyv1alpha1.EncryptedKeysAnnotation: "*"}
+		}
 		for v := range values {
 			s.Data[fmt.Sprintf("v%d", v)] = randomBytes(size)
 		}
@@ -333,10 +342,10 @@ func (b *bench) createPlain(ctx context.Context, ns string, n, values, size int)
 
 func (b *bench) createEncrypted(ctx context.Context, ns string, n int, key string) error {
 	t0 := time.Now()
-	ec := map[string]string{"app": "bench"}
+	ec := map[string]string{"app": team}
 	err := parallel(n, 16, func(i int) error {
 		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("s-%05d", i), Namespace: ns,
-			Labels:      map[string]string{"team": "bench"},
+			Labels:      map[string]string{"team": team},
 			Annotations: map[string]string{rekeyv1alpha1.EncryptedKeysAnnotation: "*"}}, Data: map[string][]byte{}}
 		for _, k := range []string{"password", "apiToken", "dsn"} {
 			out, err := b.engine.Encrypt(ctx, &kms.EncryptInput{KeyID: key, Plaintext: randomBytes(blobPlain), EncryptionContext: ec})
@@ -353,7 +362,9 @@ func (b *bench) createEncrypted(ctx context.Context, ns string, n int, key strin
 
 // ceiling lists the namespace page by page and Updates every Secret with
 // fresh bytes of the same sizes, on the same number of workers as the
-// controller, page after page.
+// controller, page after page. Like rekey's write, it also sets the two
+// annotations rekey marks a rotated Secret with, so both send the apiserver
+// the same change.
 func (b *bench) ceiling(ctx context.Context, ns string) (time.Duration, error) {
 	t0 := time.Now()
 	cont := ""
@@ -367,6 +378,11 @@ func (b *bench) ceiling(ctx context.Context, ns string) (time.Duration, error) {
 			for k, v := range s.Data {
 				s.Data[k] = randomBytes(len(v))
 			}
+			if s.Annotations == nil {
+				s.Annotations = map[string]string{}
+			}
+			s.Annotations[rekeyv1alpha1.RotatedByAnnotation] = string(uuid.NewUUID())
+			s.Annotations["rekey.dev/rotated-blobs"] = strconv.Itoa(len(s.Data))
 			return b.cl.Update(ctx, s)
 		})
 		if err != nil {
@@ -520,7 +536,7 @@ func (b *bench) rotate(ctx context.Context, ns, name, from, to string, kill bool
 
 	kr := &rekeyv1alpha1.KeyRotation{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
 		Spec: rekeyv1alpha1.KeyRotationSpec{SourceKeyIDs: []string{from}, DestinationKeyID: to,
-			SourceEncryptionContext: map[string]string{"app": "bench"}, MaxConcurrency: int32(b.c.workers)}}
+			SourceEncryptionContext: map[string]string{"app": team}, MaxConcurrency: int32(b.c.workers)}}
 	t0 := time.Now()
 	if err := b.cl.Create(ctx, kr); err != nil {
 		return r, err
