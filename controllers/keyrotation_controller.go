@@ -56,7 +56,7 @@ type KeyRotationReconciler struct {
 // Secrets are listed page by page when a rotation runs, never cached.
 func (r *KeyRotationReconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrentRotations int) error {
 	if r.PageSize <= 0 {
-		r.PageSize = 500
+		r.PageSize = 1000
 	}
 	if r.Clock == nil {
 		r.Clock = time.Now

@@ -73,7 +73,7 @@ func (o *controllerOptions) bind(fs *flag.FlagSet) {
 	fs.StringVar(&o.rootKeyFile, "root-key-file", "", "file with the base64 root key of the keystore (required)")
 	fs.StringVar(&o.region, "region", "local", "region used in the embedded engine's key ARNs")
 	fs.StringVar(&o.accountID, "account-id", "000000000000", "account id used in the embedded engine's key ARNs")
-	fs.Int64Var(&o.pageSize, "page-size", 500, "Secrets listed and worked on per reconcile (bounds memory)")
+	fs.Int64Var(&o.pageSize, "page-size", 1000, "Secrets listed and worked on per reconcile (bounds memory)")
 	fs.IntVar(&o.maxRotations, "max-concurrent-rotations", 2, "KeyRotations worked on at the same time")
 	fs.Float64Var(&o.awsRequestsPerSecond, "aws-requests-per-second", 100,
 		"client-side limit of AWS KMS calls per second, per KeyRotation (KMS quotas are per account and Region)")

@@ -98,7 +98,7 @@ func main() {
 	flag.IntVar(&c.noise, "noise", 10000, "unrelated 10 KiB Secrets added for the second memory measurement")
 	flag.IntVar(&c.recipeN, "recipe-n", 500, "Secrets for the kubectl recipe (one request at a time)")
 	flag.IntVar(&c.workers, "workers", 8, "concurrency: the KeyRotation's maxConcurrency and the bare client's workers")
-	flag.IntVar(&c.pageSize, "page-size", 500, "list page size, for the controller and the bare client")
+	flag.IntVar(&c.pageSize, "page-size", 1000, "list page size, for the controller and the bare client")
 	flag.Float64Var(&c.qps, "qps", 5000, "client-side QPS for every client (the controller's --kube-api-qps); high = unthrottled")
 	flag.StringVar(&c.rekeyBin, "rekey", "bin/rekey", "the rekey binary")
 	flag.BoolVar(&c.keep, "keep", false, "keep the controller logs (printed directory)")
