@@ -20,6 +20,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -64,17 +65,24 @@ func writeBlob(w io.Writer, blob []byte) error {
 	return err
 }
 
-func runEncrypt(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	var ef engineFlags
-	ec := contextFlag{}
-	fs := newFlagSet("encrypt", stderr)
+// engineCommand returns the flag set of a command that opens the engine,
+// with the engine's flags bound and a usage line.
+func engineCommand(name, usage string, stderr io.Writer) (*flag.FlagSet, *engineFlags) {
+	ef := &engineFlags{}
+	fs := newFlagSet(name, stderr)
 	ef.bind(fs)
-	key := fs.String("key", "", "key to encrypt under: key id, key ARN, alias name or alias ARN (required)")
-	fs.Var(ec, "context", "encryption context pair KEY=VALUE (repeatable)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: rekey encrypt --key ID [--context k=v]... < plaintext > blob.b64")
+		fmt.Fprintln(stderr, "usage: "+usage)
 		fs.PrintDefaults()
 	}
+	return fs, ef
+}
+
+func runEncrypt(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	ec := contextFlag{}
+	fs, ef := engineCommand("encrypt", "rekey encrypt --key ID [--context k=v]... < plaintext > blob.b64", stderr)
+	key := fs.String("key", "", "key to encrypt under: key id, key ARN, alias name or alias ARN (required)")
+	fs.Var(ec, "context", "encryption context pair KEY=VALUE (repeatable)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -98,16 +106,10 @@ func runEncrypt(ctx context.Context, args []string, stdin io.Reader, stdout, std
 }
 
 func runDecrypt(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	var ef engineFlags
 	ec := contextFlag{}
-	fs := newFlagSet("decrypt", stderr)
-	ef.bind(fs)
+	fs, ef := engineCommand("decrypt", "rekey decrypt [--key ID] [--context k=v]... < blob.b64 > plaintext", stderr)
 	key := fs.String("key", "", "optional: the key the blob must be under")
 	fs.Var(ec, "context", "encryption context pair KEY=VALUE (repeatable)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: rekey decrypt [--key ID] [--context k=v]... < blob.b64 > plaintext")
-		fs.PrintDefaults()
-	}
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -129,18 +131,13 @@ func runDecrypt(ctx context.Context, args []string, stdin io.Reader, stdout, std
 }
 
 func runReEncrypt(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	var ef engineFlags
 	srcCtx, dstCtx := contextFlag{}, contextFlag{}
-	fs := newFlagSet("reencrypt", stderr)
-	ef.bind(fs)
+	fs, ef := engineCommand("reencrypt",
+		"rekey reencrypt --destination-key ID [--source-key ID] [--context k=v]... [--destination-context k=v]... < blob.b64 > new.b64", stderr)
 	dst := fs.String("destination-key", "", "key to re-encrypt under (required)")
 	src := fs.String("source-key", "", "optional: the key the blob must be under now (IncorrectKeyException otherwise)")
 	fs.Var(srcCtx, "context", "source encryption context pair KEY=VALUE (repeatable)")
 	fs.Var(dstCtx, "destination-context", "destination encryption context pair KEY=VALUE (repeatable; default: none)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: rekey reencrypt --destination-key ID [--source-key ID] [--context k=v]... [--destination-context k=v]... < blob.b64 > new.b64")
-		fs.PrintDefaults()
-	}
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

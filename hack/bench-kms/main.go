@@ -50,11 +50,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
-	localkms "github.com/nsmithuk/local-kms/src"
-	lkconfig "github.com/nsmithuk/local-kms/src/config"
-	lkdata "github.com/nsmithuk/local-kms/src/data"
 
 	"github.com/rekey-dev/rekey/internal/kms/keystore"
+	"github.com/rekey-dev/rekey/internal/testkms"
 )
 
 const (
@@ -334,10 +332,8 @@ func serveLocalKMS() {
 		fmt.Fprintln(os.Stderr, "usage: bench-kms serve-localkms DATA_DIR")
 		os.Exit(2)
 	}
-	lkconfig.AWSRegion, lkconfig.AWSAccountId, lkconfig.DatabasePath = "eu-west-2", "111122223333", os.Args[2]
-	db := lkdata.NewDatabase(lkconfig.DatabasePath)
-	defer db.Close()
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { localkms.HandleRequest(w, r, db) })
+	h, closeDB := testkms.LocalKMSHandler(os.Args[2])
+	defer closeDB()
 	serveUntilSignal(h)
 }
 

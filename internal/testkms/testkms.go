@@ -104,15 +104,21 @@ func Rekey(t testing.TB) *Server {
 
 var lkOnce sync.Once
 
+// LocalKMSHandler returns local-kms's exported handler over a database in
+// dir (region eu-west-2, account 111122223333), for a server the caller
+// binds to loopback, and a function that closes the database.
+func LocalKMSHandler(dir string) (http.Handler, func()) {
+	lkOnce.Do(func() { lkconfig.AWSRegion, lkconfig.AWSAccountId = Region, Account })
+	db := lkdata.NewDatabase(dir)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { localkms.HandleRequest(w, r, db) }), db.Close
+}
+
 // LocalKMS serves local-kms's handler over a fresh database.
 func LocalKMS(t testing.TB) *Server {
 	t.Helper()
-	lkOnce.Do(func() { lkconfig.AWSRegion, lkconfig.AWSAccountId = Region, Account })
-	db := lkdata.NewDatabase(t.TempDir())
-	t.Cleanup(db.Close)
-	return serve(t, &Server{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		localkms.HandleRequest(w, r, db)
-	}))
+	h, closeDB := LocalKMSHandler(t.TempDir())
+	t.Cleanup(closeDB)
+	return serve(t, &Server{}, h)
 }
 
 // Client returns an AWS SDK client for the server (one attempt: no retries).
