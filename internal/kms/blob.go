@@ -169,6 +169,11 @@ func AppendCanonicalContext(dst []byte, ctx map[string]string) ([]byte, error) {
 	if len(ctx) == 0 {
 		return dst, nil
 	}
+	if len(ctx) == 1 {
+		for k, v := range ctx {
+			return appendPair(dst, k, v)
+		}
+	}
 	if len(ctx) > maxContextPairs {
 		return dst, newError(CodeValidation, "encryption context has %d pairs, at most %d are allowed", len(ctx), maxContextPairs)
 	}
@@ -200,4 +205,20 @@ func AppendCanonicalContext(dst []byte, ctx map[string]string) ([]byte, error) {
 		dst = append(dst, p.v...)
 	}
 	return dst, nil
+}
+
+// appendPair encodes a one-pair context without sorting.
+func appendPair(dst []byte, k, v string) ([]byte, error) {
+	switch {
+	case k == "":
+		return dst, newError(CodeValidation, "encryption context keys must not be empty")
+	case !utf8.ValidString(k) || !utf8.ValidString(v):
+		return dst, newError(CodeValidation, "encryption context keys and values must be valid UTF-8")
+	case 4+len(k)+len(v) > maxContextBytes:
+		return dst, newError(CodeValidation, "encryption context is %d bytes encoded, at most %d are allowed", 4+len(k)+len(v), maxContextBytes)
+	}
+	dst = binary.BigEndian.AppendUint16(dst, uint16(len(k)))
+	dst = append(dst, k...)
+	dst = binary.BigEndian.AppendUint16(dst, uint16(len(v)))
+	return append(dst, v...), nil
 }

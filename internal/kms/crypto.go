@@ -20,6 +20,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"reflect"
 	"sync"
 )
 
@@ -126,6 +127,20 @@ func (a aadBuffer) with(header []byte) []byte {
 	return a.aad
 }
 
+// clone copies the buffer (header room and context) into a pooled one.
+func (a aadBuffer) clone() aadBuffer {
+	p := aadPool.Get().(*[]byte)
+	return aadBuffer{p: p, aad: append((*p)[:0], a.aad...)}
+}
+
+// sameMap reports whether a and b are the same map (not merely equal).
+func sameMap(a, b map[string]string) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
+}
+
 func (a aadBuffer) release() {
 	*a.p = a.aad[:0]
 	aadPool.Put(a.p)
@@ -153,7 +168,12 @@ type opened struct {
 // open authenticates and decrypts a blob, appending the plaintext to dst.
 // expect, when not nil, is the key the caller says the blob is under.
 func (e *Engine) open(dst []byte, v *view, b rawBlob, expect *rkey, aad aadBuffer) ([]byte, opened, error) {
-	k := v.keys[string(b.keyID)]
+	var k *rkey
+	if expect != nil && expect.rec.ID == string(b.keyID) {
+		k = expect // the caller named the blob's own key: no lookup
+	} else {
+		k = v.keys[string(b.keyID)]
+	}
 	if k == nil || e.expired(k) {
 		if expect != nil {
 			return nil, opened{}, newError(CodeIncorrectKey, "the ciphertext was not encrypted under key %s", expect.arn)
@@ -285,8 +305,12 @@ func (e *Engine) ReEncrypt(ctx context.Context, in *ReEncryptInput) (*ReEncryptO
 	if err != nil {
 		return nil, err
 	}
-	dstAAD, err := newAAD(in.DestinationEncryptionContext)
-	if err != nil {
+	var dstAAD aadBuffer
+	if sameMap(in.SourceEncryptionContext, in.DestinationEncryptionContext) {
+		// One context for both sides (what a rotation usually sends):
+		// canonicalise it once.
+		dstAAD = srcAAD.clone()
+	} else if dstAAD, err = newAAD(in.DestinationEncryptionContext); err != nil {
 		srcAAD.release()
 		return nil, err
 	}

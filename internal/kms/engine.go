@@ -216,8 +216,10 @@ func (e *Engine) mutate(ctx context.Context, fn func(d *stateDoc) error) error {
 type view struct {
 	keys    map[string]*rkey
 	aliases map[string]*aliasRecord
-	grants  map[string]*grantRecord // by token
-	doc     *stateDoc
+	// aliasKeys resolves an alias name to its key in one lookup.
+	aliasKeys map[string]*rkey
+	grants    map[string]*grantRecord // by token
+	doc       *stateDoc
 }
 
 // rkey is a key as the read path needs it.
@@ -261,8 +263,13 @@ func (e *Engine) publishLocked() error {
 		}
 		v.keys[rec.ID] = k
 	}
+	v.aliasKeys = make(map[string]*rkey, len(e.doc.Aliases))
 	for i := range e.doc.Aliases {
-		v.aliases[e.doc.Aliases[i].Name] = &e.doc.Aliases[i]
+		a := &e.doc.Aliases[i]
+		v.aliases[a.Name] = a
+		if k := v.keys[a.KeyID]; k != nil {
+			v.aliasKeys[a.Name] = k
+		}
 	}
 	for i := range e.doc.Grants {
 		v.grants[e.doc.Grants[i].Token] = &e.doc.Grants[i]
@@ -324,15 +331,16 @@ func (e *Engine) resolve(v *view, id string) (*rkey, error) {
 			return nil, newError(CodeNotFound, "%q is not a KMS key or alias ARN", id)
 		}
 	}
+	var k *rkey
 	keyID := name
 	if strings.HasPrefix(name, "alias/") {
-		a := v.aliases[name]
-		if a == nil {
+		if k = v.aliasKeys[name]; k == nil {
 			return nil, newError(CodeNotFound, "alias %s is not found", e.aliasARN(name))
 		}
-		keyID = a.KeyID
+		keyID = k.rec.ID
+	} else {
+		k = v.keys[keyID]
 	}
-	k := v.keys[keyID]
 	if k == nil || e.expired(k) {
 		return nil, newError(CodeNotFound, "key %s does not exist", e.KeyARN(keyID))
 	}

@@ -568,3 +568,28 @@ func TestNothingSecretPrints(t *testing.T) {
 		t.Fatalf("error leaks bytes: %v", err)
 	}
 }
+
+// TestReEncryptOneContextMapForBothSides: the same map as source and
+// destination context (the controller's default) is canonicalised once and
+// binds the new blob to that context.
+func TestReEncryptOneContextMapForBothSides(t *testing.T) {
+	ctx := context.Background()
+	e, _ := newTestEngine(t, Options{})
+	mustKey(t, e, "alias/a")
+	mustKey(t, e, "alias/b")
+	ec := map[string]string{"app": "billing", "ns": "prod"}
+	blob := mustEncrypt(t, e, "alias/a", []byte("v"), ec)
+	out, err := e.ReEncrypt(ctx, &ReEncryptInput{CiphertextBlob: blob, SourceEncryptionContext: ec, DestinationKeyID: "alias/b", DestinationEncryptionContext: ec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Decrypt(ctx, &DecryptInput{CiphertextBlob: out.CiphertextBlob, EncryptionContext: map[string]string{"ns": "prod", "app": "billing"}}); err != nil {
+		t.Fatalf("decrypt with an equal context: %v", err)
+	}
+	_, err = e.Decrypt(ctx, &DecryptInput{CiphertextBlob: out.CiphertextBlob, EncryptionContext: map[string]string{"app": "billing"}})
+	wantCode(t, err, CodeInvalidCiphertext)
+	// A bad context shared by both sides is refused once, clearly.
+	bad := map[string]string{"": "x"}
+	_, err = e.ReEncrypt(ctx, &ReEncryptInput{CiphertextBlob: blob, SourceEncryptionContext: bad, DestinationKeyID: "alias/b", DestinationEncryptionContext: bad})
+	wantCode(t, err, CodeValidation)
+}
