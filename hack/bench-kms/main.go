@@ -76,8 +76,9 @@ func main() {
 	warmup := flag.Duration("warmup", 2*time.Second, "unmeasured load before each measurement")
 	clients := flag.Int("clients", 8, "concurrent SDK clients")
 	size := flag.Int("size", 1024, "plaintext bytes in the blob")
+	gogc := flag.Int("gogc", 400, "GOGC for every server process (rekey kms serve's own default is 400)")
 	flag.Parse()
-	if err := run(*rekeyBin, *duration, *warmup, *clients, *size); err != nil {
+	if err := run(*rekeyBin, *duration, *warmup, *clients, *size, *gogc); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-kms:", err)
 		os.Exit(1)
 	}
@@ -239,7 +240,7 @@ func setup(ctx context.Context, url string, size int) (*awskms.ReEncryptInput, e
 		DestinationKeyId: dst.KeyMetadata.Arn, DestinationEncryptionContext: ec}, nil
 }
 
-func run(rekeyBin string, d, warmup time.Duration, clients, size int) error {
+func run(rekeyBin string, d, warmup time.Duration, clients, size, gogc int) error {
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "rekey-bench-kms-")
 	if err != nil {
@@ -261,8 +262,8 @@ func run(rekeyBin string, d, warmup time.Duration, clients, size int) error {
 		return err
 	}
 
-	fmt.Printf("bench-kms: ReEncrypt of a %d-byte plaintext, %d SDK clients, %v per server (after %v warm-up), %d cores\n\n",
-		size, clients, d, warmup, numCPU())
+	fmt.Printf("bench-kms: ReEncrypt of a %d-byte plaintext, %d SDK clients, %v per server (after %v warm-up), GOGC=%d for every server, %d cores\n\n",
+		size, clients, d, warmup, gogc, numCPU())
 	var results []result
 	for _, spec := range []struct {
 		name string
@@ -275,6 +276,8 @@ func run(rekeyBin string, d, warmup time.Duration, clients, size int) error {
 			"--credentials-file", filepath.Join(dir, "creds")), true},
 		{"local-kms", exec.Command(self, "serve-localkms", filepath.Join(dir, "local-kms")), true},
 	} {
+		// The same GC target for every server, so none is favoured.
+		spec.cmd.Env = append(os.Environ(), fmt.Sprintf("GOGC=%d", gogc))
 		s, err := start(spec.name, spec.cmd)
 		if err != nil {
 			return err

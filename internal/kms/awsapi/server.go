@@ -29,8 +29,10 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -138,10 +140,19 @@ func statusOf(code kms.ErrorCode) int {
 	}
 }
 
+// Request ids: a random per-process prefix and a sequence number, unique
+// without reading randomness per request.
+var (
+	requestIDPrefix = func() string {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		return hex.EncodeToString(b[:]) + "-"
+	}()
+	requestSeq atomic.Uint64
+)
+
 func requestID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
+	return requestIDPrefix + strconv.FormatUint(requestSeq.Add(1), 10)
 }
 
 // ServeHTTP implements http.Handler.

@@ -180,51 +180,50 @@ func (v *verifier) verify(r *http.Request, body []byte) error {
 	if !slices.Contains(a.signedHeaders, "host") || !slices.Contains(a.signedHeaders, "x-amz-date") {
 		return sigError(kms.CodeIncompleteSignature, "SignedHeaders must include host and x-amz-date")
 	}
+	hs := hashPool.Get().(*hashState)
+	defer hashPool.Put(hs)
 	sum := sha256.Sum256(body)
-	payloadHash := hex.EncodeToString(sum[:])
-	if ph := r.Header.Get("X-Amz-Content-Sha256"); ph != "" && ph != payloadHash {
+	var payloadHash [2 * sha256.Size]byte
+	hex.Encode(payloadHash[:], sum[:])
+	if ph := r.Header.Get("X-Amz-Content-Sha256"); ph != "" && ph != string(payloadHash[:]) {
 		return sigError(kms.CodeInvalidSignature, "X-Amz-Content-Sha256 does not match the body")
 	}
 
-	// Hash the canonical request as it is written, without building it.
-	hs := hashPool.Get().(*hashState)
-	defer hashPool.Put(hs)
-	ch := hs.h
-	ch.Reset()
-	line := func(parts ...string) {
-		for _, p := range parts {
-			_, _ = io.WriteString(ch, p)
-		}
-		_, _ = ch.Write(newline)
-	}
+	// The canonical request, built in a pooled buffer and hashed once.
 	path := r.URL.EscapedPath()
 	if path == "" {
 		path = "/"
 	}
-	line(r.Method)
-	line(path)
-	line(canonicalQuery(r.URL.Query()))
+	b := append(hs.buf[:0], r.Method...)
+	b = append(append(append(b, '\n'), path...), '\n')
+	if r.URL.RawQuery != "" {
+		b = append(b, canonicalQuery(r.URL.Query())...)
+	}
+	b = append(b, '\n')
 	for _, name := range a.signedHeaders {
 		val, ok := headerValue(r, name)
 		if !ok {
 			return sigError(kms.CodeIncompleteSignature, "signed header %q is missing from the request", name)
 		}
-		line(name, ":", val)
+		b = append(append(append(append(b, name...), ':'), val...), '\n')
 	}
-	line()
-	line(a.signedHeaderList)
-	_, _ = io.WriteString(ch, payloadHash)
+	b = append(append(append(b, '\n'), a.signedHeaderList...), '\n')
+	b = append(b, payloadHash[:]...)
+	ch := hs.h
+	ch.Reset()
+	_, _ = ch.Write(b)
 	crSum := ch.Sum(hs.sum[:0])
-	hex.Encode(hs.hex[:], crSum)
+
+	// The string to sign, in the same buffer.
+	b = append(append(b[:0], sigAlgorithm+"\n"...), amzDate...)
+	b = append(append(append(append(append(append(append(b, '\n'), a.date...), '/'), a.region...), '/'), a.service...), "/aws4_request\n"...)
+	b = hex.AppendEncode(b, crSum)
+	hs.buf = b
 
 	key := v.signingKey(signingKeyID{a.akid, a.date, a.region, a.service}, secret)
 	mac := key.mac()
 	defer key.macs.Put(mac)
-	_, _ = io.WriteString(mac, sigAlgorithm+"\n")
-	_, _ = io.WriteString(mac, amzDate)
-	_, _ = io.WriteString(mac, "\n")
-	_, _ = io.WriteString(mac, a.date+"/"+a.region+"/"+a.service+"/aws4_request\n")
-	_, _ = mac.Write(hs.hex[:])
+	_, _ = mac.Write(b)
 	if !hmac.Equal(mac.Sum(hs.sum[:0]), a.signature) {
 		return sigError(kms.CodeInvalidSignature, "the request signature we calculated does not match the signature you provided")
 	}
@@ -255,17 +254,15 @@ func (v *verifier) signingKey(id signingKeyID, secret string) *signingKey {
 	return actual.(*signingKey)
 }
 
-// hashState is a pooled SHA-256 with scratch space for its sum and hex form.
+// hashState is a pooled SHA-256 with scratch space for its sum and for the
+// canonical request.
 type hashState struct {
 	h   hash.Hash
 	sum [sha256.Size]byte
-	hex [2 * sha256.Size]byte
+	buf []byte
 }
 
-var (
-	hashPool = sync.Pool{New: func() any { return &hashState{h: sha256.New()} }}
-	newline  = []byte{'\n'}
-)
+var hashPool = sync.Pool{New: func() any { return &hashState{h: sha256.New(), buf: make([]byte, 0, 1024)} }}
 
 func hmacSHA256(key []byte, data string) []byte {
 	m := hmac.New(sha256.New, key)
@@ -289,10 +286,26 @@ func headerValue(r *http.Request, name string) (string, bool) {
 	if len(vals) == 0 {
 		return "", false
 	}
+	if len(vals) == 1 && !needsFolding(vals[0]) {
+		return vals[0], true
+	}
+	vals = slices.Clone(vals)
 	for i, v := range vals {
 		vals[i] = strings.Join(strings.Fields(v), " ")
 	}
 	return strings.Join(vals, ","), true
+}
+
+// needsFolding reports whether a header value has surrounding space or runs
+// of spaces that SigV4 canonicalisation would change.
+func needsFolding(v string) bool {
+	if v == "" {
+		return false
+	}
+	if v[0] == ' ' || v[len(v)-1] == ' ' || strings.ContainsAny(v, "\t\n\r") {
+		return true
+	}
+	return strings.Contains(v, "  ")
 }
 
 func canonicalQuery(q url.Values) string {
