@@ -427,3 +427,34 @@ func TestInProgressWhileRunning(t *testing.T) {
 	}
 	f.wait("r", "Succeeded", phaseIs(rekeyv1alpha1.PhaseSucceeded))
 }
+
+// TestManyFailuresAreBounded: status.failures and the failure Events stop at
+// 50, while the counts stay exact.
+func TestManyFailuresAreBounded(t *testing.T) {
+	f := newFixture(t)
+	f.key("alias/old")
+	f.key("alias/new")
+	f.key("alias/stranger")
+	for i := range 55 {
+		f.createSecret(fmt.Sprintf("bad-%02d", i), map[string][]byte{"v": f.encrypt("alias/stranger", "PLAINTEXT-x", nil)}, "v")
+	}
+	f.start(20)
+	f.rotation("r", nil)
+	kr := f.wait("r", "Failed", phaseIs(rekeyv1alpha1.PhaseFailed))
+	if kr.Status.Secrets != (rekeyv1alpha1.SecretCounts{Total: 55, Failed: 55}) || len(kr.Status.Failures) != maxFailures {
+		t.Fatalf("counts %+v, %d failures listed", kr.Status.Secrets, len(kr.Status.Failures))
+	}
+	var evs corev1.EventList
+	if err := k8sClient.List(context.Background(), &evs, client.InNamespace(f.ns)); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range evs.Items {
+		if e.Reason == ReasonUndeclaredSource {
+			n += int(max(e.Count, 1))
+		}
+	}
+	if n == 0 || n > maxFailures {
+		t.Fatalf("%d failure Events, want 1..%d", n, maxFailures)
+	}
+}

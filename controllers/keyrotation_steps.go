@@ -247,8 +247,12 @@ func (r *KeyRotationReconciler) processPage(ctx context.Context, kr *rekeyv1alph
 	st.Blobs.Skipped += tally.blobs.Skipped
 	st.Blobs.Failed += tally.blobs.Failed
 	for _, f := range tally.failures {
+		// Events and status.failures share one bound, so a namespace of bad
+		// blobs cannot flood the cluster with Events; the counts stay exact.
+		if len(kr.Status.Failures) < maxFailures {
+			r.event(kr, corev1.EventTypeWarning, f.Reason, "ReEncrypt", "Secret %s, key %s: %s", f.Secret, f.Key, f.Message)
+		}
 		addFailure(kr, f)
-		r.event(kr, corev1.EventTypeWarning, f.Reason, "ReEncrypt", "Secret %s, key %s: %s", f.Secret, f.Key, f.Message)
 	}
 	mergeInventory(kr, tally.inventory)
 	if done := st.Secrets.Rotated + st.Secrets.Skipped + st.Secrets.Failed; done > st.Secrets.Total {
