@@ -115,9 +115,11 @@ lint-fix: golangci-lint ## Run golangci-lint and apply its fixes.
 build: manifests generate fmt vet ## Build the rekey binary into bin/rekey.
 	go build -o bin/rekey ./cmd/rekey
 
+ROOT_KEY_FILE ?= root.key
+KEYSTORE ?= k8s://rekey-system/rekey-keystore
 .PHONY: run
-run: manifests generate fmt vet ## Run the controller from your host against ~/.kube/config.
-	go run ./cmd/rekey controller
+run: manifests generate fmt vet ## Run the controller from your host against ~/.kube/config (ROOT_KEY_FILE, KEYSTORE).
+	go run ./cmd/rekey controller --root-key-file "$(ROOT_KEY_FILE)" --keystore "$(KEYSTORE)"
 
 .PHONY: docker-build
 docker-build: ## Build the container image.
