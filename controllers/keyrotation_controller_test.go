@@ -32,6 +32,8 @@ import (
 
 	rekeyv1alpha1 "github.com/rekey-dev/rekey/api/v1alpha1"
 	"github.com/rekey-dev/rekey/internal/kms"
+	"github.com/rekey-dev/rekey/internal/kms/keystore"
+	"github.com/rekey-dev/rekey/internal/provider/embedded"
 )
 
 var billingCtx = map[string]string{"app": "billing"}
@@ -457,4 +459,49 @@ func TestManyFailuresAreBounded(t *testing.T) {
 	if n == 0 || n > maxFailures {
 		t.Fatalf("%d failure Events, want 1..%d", n, maxFailures)
 	}
+}
+
+// TestControllerSeesKeysCreatedWhileRunning: the operator's engine works on
+// the keystore Secret; keys created and rotated there by someone else (the
+// CLI) after the controller started are used without a restart.
+func TestControllerSeesKeysCreatedWhileRunning(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	rootEnc, err := keystore.GenerateRootKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := keystore.ParseRootKey([]byte(rootEnc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := func() kms.Store { return keystore.NewSecret(k8sClient, f.ns, "rekey-keystore", root) }
+	operatorEngine, err := kms.New(ctx, kms.Options{Store: store()}) // empty keystore at start
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.ks = &hookedKeyService{Provider: embedded.New(operatorEngine)}
+	f.start(10)
+
+	// "The CLI": another engine on the same keystore Secret.
+	cli, err := kms.New(ctx, kms.Options{Store: store()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.engine = cli
+	f.key("alias/old")
+	newKey := f.key("alias/new")
+	if _, err := cli.RotateKeyOnDemand(ctx, &kms.KeyIDInput{KeyID: "alias/new"}); err != nil {
+		t.Fatal(err)
+	}
+	f.secrets(5, "alias/old", nil)
+	f.rotation("r", nil)
+	kr := f.wait("r", "Succeeded", phaseIs(rekeyv1alpha1.PhaseSucceeded))
+	if kr.Status.Secrets.Rotated != 5 {
+		t.Fatalf("counts: %+v", kr.Status.Secrets)
+	}
+	if err := cli.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.verify(newKey) // under the rotated key's current material
 }
