@@ -23,9 +23,12 @@ package controllers
 // RBAC for the manager, generated into config/rbac/role.yaml by
 // 'make manifests'. Least privilege: no wildcards.
 //
-// +kubebuilder:rbac:groups=rekey.dev,resources=keyrotations,verbs=get;list;watch;update;patch
-// +kubebuilder:rbac:groups=rekey.dev,resources=keyrotations/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups=rekey.dev,resources=keyrotations/finalizers,verbs=update
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;update;patch
+// KeyRotations are watched and their status patched (never updated); no
+// finalizers are used. Secrets are listed page by page, read again on a
+// conflict, and written with Update (the keystore Secret too).
+//
+// +kubebuilder:rbac:groups=rekey.dev,resources=keyrotations,verbs=get;list;watch
+// +kubebuilder:rbac:groups=rekey.dev,resources=keyrotations/status,verbs=get;patch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;update
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch

@@ -30,6 +30,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -46,6 +47,8 @@ import (
 
 // fixture is one test's namespace, engine and controller.
 type fixture struct {
+	// config is the controller's identity (default: the envtest admin).
+	config *rest.Config
 	// newAWS builds the AWS key service for provider.aws rotations (nil: none).
 	newAWS  func(ctx context.Context, c AWSConfig) (KeyService, error)
 	t       *testing.T
@@ -145,7 +148,11 @@ func (f *fixture) rotation(name string, mutate func(*rekeyv1alpha1.KeyRotation))
 func (f *fixture) start(pageSize int64) func() {
 	f.t.Helper()
 	logger := zap.New(zap.WriteTo(f.logs), zap.UseDevMode(true))
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
+	cfg := env.Config
+	if f.config != nil {
+		cfg = f.config
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 env.Scheme,
 		Logger:                 logger,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
@@ -157,7 +164,7 @@ func (f *fixture) start(pageSize int64) func() {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	direct, err := client.NewWithWatch(env.Config, client.Options{Scheme: env.Scheme})
+	direct, err := client.NewWithWatch(cfg, client.Options{Scheme: env.Scheme})
 	if err != nil {
 		f.t.Fatal(err)
 	}

@@ -20,15 +20,21 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/yaml"
 
 	rekeyv1alpha1 "github.com/rekey-dev/rekey/api/v1alpha1"
 	"github.com/rekey-dev/rekey/internal/kms"
@@ -504,4 +510,64 @@ func TestControllerSeesKeysCreatedWhileRunning(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.verify(newKey) // under the rotated key's current material
+}
+
+// TestGeneratedRBACIsEnough runs the controller as a user bound only to the
+// ClusterRole generated into config/rbac/role.yaml: least privilege that
+// still rotates.
+func TestGeneratedRBACIsEnough(t *testing.T) {
+	ctx := context.Background()
+	raw, err := os.ReadFile(filepath.Join("..", "config", "rbac", "role.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	role := &rbacv1.ClusterRole{}
+	if err := yaml.Unmarshal(raw, role); err != nil {
+		t.Fatal(err)
+	}
+	for _, rule := range role.Rules {
+		for _, v := range append(append(rule.Verbs, rule.Resources...), rule.APIGroups...) {
+			if v == "*" {
+				t.Fatalf("wildcard in the generated role: %+v", rule)
+			}
+		}
+	}
+	f := newFixture(t)
+	role.Name = "rekey-manager-" + f.ns
+	if err := k8sClient.Create(ctx, role); err != nil {
+		t.Fatal(err)
+	}
+	user := "rekey-operator-" + f.ns
+	binding := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: role.Name},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{Kind: "User", Name: user, APIGroup: "rbac.authorization.k8s.io"}},
+	}
+	if err := k8sClient.Create(ctx, binding); err != nil {
+		t.Fatal(err)
+	}
+	u, err := env.Env.AddUser(envtest.User{Name: user}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.config = u.Config()
+	f.key("alias/old")
+	newKey := f.key("alias/new")
+	f.secrets(3, "alias/old", nil)
+	f.start(10)
+	f.rotation("r", nil)
+	kr := f.wait("r", "Succeeded", phaseIs(rekeyv1alpha1.PhaseSucceeded))
+	if kr.Status.Secrets.Rotated != 3 {
+		t.Fatalf("counts: %+v", kr.Status.Secrets)
+	}
+	f.verify(newKey)
+	// The role really is narrow: the operator's identity cannot create Secrets.
+	limited, err := client.New(u.Config(), client.Options{Scheme: env.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = limited.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "nope", Namespace: f.ns}})
+	if !apierrors.IsForbidden(err) {
+		t.Fatalf("the operator's role may create Secrets: %v", err)
+	}
 }
