@@ -24,6 +24,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -48,11 +49,12 @@ func awsRun(t *testing.T, srv *testkms.Server, n int) (*fixture, *rekeyv1alpha1.
 			StaticCredentials: &awsprovider.StaticCredentials{AccessKeyID: c.AccessKeyID, SecretAccessKey: c.SecretAccessKey}})
 	}
 	sdk := srv.Client()
-	src, err := sdk.CreateKey(ctx, &awskms.CreateKeyInput{})
+	tags := []types.Tag{{TagKey: aws.String(rekeyv1alpha1.KeyNamespacesTag), TagValue: aws.String("*")}}
+	src, err := sdk.CreateKey(ctx, &awskms.CreateKeyInput{Tags: tags})
 	if err != nil {
 		t.Fatal(err)
 	}
-	dst, err := sdk.CreateKey(ctx, &awskms.CreateKeyInput{})
+	dst, err := sdk.CreateKey(ctx, &awskms.CreateKeyInput{Tags: tags})
 	if err != nil {
 		t.Fatal(err)
 	}

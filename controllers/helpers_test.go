@@ -80,7 +80,8 @@ func newFixture(t *testing.T) *fixture {
 func (f *fixture) key(alias string) *kms.KeyMetadata {
 	f.t.Helper()
 	ctx := context.Background()
-	out, err := f.engine.CreateKey(ctx, &kms.CreateKeyInput{})
+	// Keys allow the test's namespace, as an operator tags them for a team.
+	out, err := f.engine.CreateKey(ctx, &kms.CreateKeyInput{Tags: []kms.Tag{{TagKey: rekeyv1alpha1.KeyNamespacesTag, TagValue: "other," + f.ns}}})
 	if err != nil {
 		f.t.Fatal(err)
 	}

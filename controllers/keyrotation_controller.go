@@ -50,6 +50,10 @@ type KeyRotationReconciler struct {
 	PageSize int64
 	// Clock is injectable for tests (default time.Now).
 	Clock func() time.Time
+	// IgnoreKeyNamespaces turns off the key policy check: by default a
+	// KeyRotation may only use keys whose rekey.dev/namespaces tag names its
+	// namespace (or "*").
+	IgnoreKeyNamespaces bool
 }
 
 // SetupWithManager registers the reconciler. Only KeyRotations are watched:

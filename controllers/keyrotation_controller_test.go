@@ -571,3 +571,42 @@ func TestGeneratedRBACIsEnough(t *testing.T) {
 		t.Fatalf("the operator's role may create Secrets: %v", err)
 	}
 }
+
+// TestKeyNotAllowedForNamespaceStalls: the confused-deputy guard. A key whose
+// rekey.dev/namespaces tag does not name the rotation's namespace is not
+// used; tagging it lets the rotation go on.
+func TestKeyNotAllowedForNamespaceStalls(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	f.key("alias/old")
+	out, err := f.engine.CreateKey(ctx, &kms.CreateKeyInput{Tags: []kms.Tag{{TagKey: rekeyv1alpha1.KeyNamespacesTag, TagValue: "someone-else"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.engine.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: "alias/new", TargetKeyID: out.KeyMetadata.KeyID}); err != nil {
+		t.Fatal(err)
+	}
+	f.secrets(3, "alias/old", nil)
+	before := f.secret("app-000").ResourceVersion
+	f.start(10)
+	f.rotation("r", nil)
+	kr := f.wait("r", "Stalled", func(kr *rekeyv1alpha1.KeyRotation) bool {
+		c := condition(kr, rekeyv1alpha1.ConditionStalled)
+		return c != nil && c.Reason == ReasonKeyNotAllowed
+	})
+	if kr.Status.ResolvedDestinationKeyARN != "" || f.secret("app-000").ResourceVersion != before {
+		t.Fatal("a key the namespace may not use was pinned or used")
+	}
+	if _, err := f.engine.TagResource(ctx, &kms.TagResourceInput{KeyID: "alias/new",
+		Tags: []kms.Tag{{TagKey: rekeyv1alpha1.KeyNamespacesTag, TagValue: "someone-else, " + f.ns}}}); err != nil {
+		t.Fatal(err)
+	}
+	kr.Annotations = map[string]string{"test/nudge": "1"}
+	if err := k8sClient.Update(ctx, kr); err != nil {
+		t.Fatal(err)
+	}
+	kr = f.wait("r", "Succeeded", phaseIs(rekeyv1alpha1.PhaseSucceeded))
+	if kr.Status.Secrets.Rotated != 3 {
+		t.Fatalf("counts: %+v", kr.Status.Secrets)
+	}
+}

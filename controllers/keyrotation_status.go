@@ -49,6 +49,7 @@ const (
 	ReasonMissingDataKey    = "DataKeyMissing"
 	ReasonInvalidContext    = "InvalidEncryptionContext"
 	ReasonConflictsExceeded = "TooManyConflicts"
+	ReasonKeyNotAllowed     = "KeyNotAllowedForNamespace"
 )
 
 // maxFailures bounds status.failures.

@@ -21,6 +21,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -91,6 +92,13 @@ func (r *KeyRotationReconciler) resolveKeys(ctx context.Context, kr *rekeyv1alph
 				srcs = append(srcs, arn)
 			}
 		}
+		if !r.IgnoreKeyNamespaces {
+			for _, arn := range append([]string{dest}, srcs...) {
+				if err := allowsNamespace(ctx, ks, arn, kr.Namespace); err != nil {
+					return nil, err
+				}
+			}
+		}
 		kr.Status.ResolvedDestinationKeyARN, kr.Status.ResolvedSourceKeyARNs = dest, srcs
 	}
 	rn.dest = kr.Status.ResolvedDestinationKeyARN
@@ -106,6 +114,27 @@ func (r *KeyRotationReconciler) resolveKeys(ctx context.Context, kr *rekeyv1alph
 	}
 	rn.destCurrent = cur
 	return rn, nil
+}
+
+// allowsNamespace is the confused-deputy guard: the operator uses a key for a
+// namespace's KeyRotation only when the key's rekey.dev/namespaces tag names
+// that namespace (or "*"). Whoever may tag the key decides; a namespace
+// cannot grant itself a key. Checked once, when the keys are pinned.
+func allowsNamespace(ctx context.Context, ks KeyService, arn, ns string) error {
+	tags, err := ks.KeyTags(ctx, arn)
+	if err != nil {
+		if kms.ClassOfError(err) == kms.ClassRetry {
+			return fmt.Errorf("reading the tags of key %s: %w", arn, err)
+		}
+		return stall(reasonOf(err), "reading the tags of key %s: %v", arn, err)
+	}
+	for n := range strings.SplitSeq(tags[rekeyv1alpha1.KeyNamespacesTag], ",") {
+		if n = strings.TrimSpace(n); n == ns || n == "*" {
+			return nil
+		}
+	}
+	return stall(ReasonKeyNotAllowed, "key %s does not allow namespace %s: its %s tag must name it (or \"*\")",
+		arn, ns, rekeyv1alpha1.KeyNamespacesTag)
 }
 
 // selected reports whether a Secret is one the rotation works on.

@@ -36,6 +36,8 @@ type KeyService interface {
 	DescribeKey(ctx context.Context, keyID string) (arn, currentMaterial string, err error)
 	// ReEncrypt is the AWS KMS ReEncrypt call.
 	ReEncrypt(ctx context.Context, in *kms.ReEncryptInput) (*kms.ReEncryptOutput, error)
+	// KeyTags returns a key's tags (ListResourceTags).
+	KeyTags(ctx context.Context, keyARN string) (map[string]string, error)
 }
 
 // BlobInspector is implemented by key services whose blob format rekey

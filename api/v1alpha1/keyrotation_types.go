@@ -33,6 +33,9 @@ const (
 	// RotatedByAnnotation is written by the controller on each Secret it has
 	// rotated: the UID of the KeyRotation that did it.
 	RotatedByAnnotation = "rekey.dev/rotated-by"
+	// KeyNamespacesTag is the key tag that says which namespaces' KeyRotations
+	// may use the key: comma-separated namespace names, or "*" for all.
+	KeyNamespacesTag = "rekey.dev/namespaces"
 )
 
 // KeyRotationSpec says which blobs move from which keys to which key. Its

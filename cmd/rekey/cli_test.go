@@ -85,7 +85,7 @@ func (c *cli) ok(stdin string, cmd ...string) string {
 // rotate the key, re-encrypt, decrypt.
 func TestCLIWalkthrough(t *testing.T) {
 	c := newCLI(t)
-	arn := strings.TrimSpace(c.ok("", "key", "create", "--alias", "alias/app", "--description", "app key"))
+	arn := strings.TrimSpace(c.ok("", "key", "create", "--alias", "alias/app", "--description", "app key", "--allow-namespace", "billing"))
 	if !strings.HasPrefix(arn, "arn:aws:kms:local:000000000000:key/") {
 		t.Fatalf("key create printed %q", arn)
 	}
@@ -118,6 +118,9 @@ func TestCLIWalkthrough(t *testing.T) {
 	}
 	c.ok("", "key", "enable", arn)
 	c.ok("", "key", "alias", "alias/other", arn)
+	if out := c.ok("", "key", "allow", "alias/app", "payments", "billing"); !strings.Contains(out, "rekey.dev/namespaces=billing,payments") {
+		t.Fatalf("key allow: %q", out)
+	}
 	if d := c.ok("", "key", "describe", "alias/other"); !strings.Contains(d, `"KeyState": "Enabled"`) {
 		t.Fatalf("describe:\n%s", d)
 	}
@@ -154,6 +157,8 @@ func TestCLIBadInput(t *testing.T) {
 		{"describe without key", "", []string{"key", "describe"}, 2, "takes 1 argument"},
 		{"bad alias", "", []string{"key", "alias", "nope", "alias/app"}, 1, "InvalidAliasNameException"},
 		{"unknown flag", "", []string{"key", "list", "--frob"}, 2, "frob"},
+		{"allow without namespaces", "", []string{"key", "allow", "alias/app"}, 2, "at least 2 arguments"},
+		{"namespace list in one flag", "", []string{"key", "create", "--allow-namespace", "a,b"}, 2, "one namespace"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -57,6 +57,7 @@ type controllerOptions struct {
 	pageSize             int64
 	maxRotations         int
 	awsRequestsPerSecond float64
+	skipKeyNamespaces    bool
 	zap                  zap.Options
 }
 
@@ -75,6 +76,8 @@ func (o *controllerOptions) bind(fs *flag.FlagSet) {
 	fs.StringVar(&o.accountID, "account-id", "000000000000", "account id used in the embedded engine's key ARNs")
 	fs.Int64Var(&o.pageSize, "page-size", 1000, "Secrets listed and worked on per reconcile (bounds memory)")
 	fs.IntVar(&o.maxRotations, "max-concurrent-rotations", 2, "KeyRotations worked on at the same time")
+	fs.BoolVar(&o.skipKeyNamespaces, "skip-key-namespace-check", false,
+		"use keys for any namespace's KeyRotations, without requiring their rekey.dev/namespaces tag to name it (not recommended)")
 	fs.Float64Var(&o.awsRequestsPerSecond, "aws-requests-per-second", 100,
 		"client-side limit of AWS KMS calls per second, per KeyRotation (KMS quotas are per account and Region)")
 	o.zap.BindFlags(fs)
@@ -136,10 +139,11 @@ func runController(ctx context.Context, args []string, _ io.Reader, _, stderr io
 	}
 	embeddedKS := embedded.New(engine)
 	rec := &controllers.KeyRotationReconciler{
-		Client:    mgr.GetClient(),
-		APIReader: mgr.GetAPIReader(),
-		Recorder:  mgr.GetEventRecorder("rekey"),
-		PageSize:  o.pageSize,
+		Client:              mgr.GetClient(),
+		APIReader:           mgr.GetAPIReader(),
+		Recorder:            mgr.GetEventRecorder("rekey"),
+		PageSize:            o.pageSize,
+		IgnoreKeyNamespaces: o.skipKeyNamespaces,
 		KeyServices: (&controllers.KeyServiceFactory{
 			Embedded: embeddedKS,
 			NewAWS:   newAWSKeyService(o.awsRequestsPerSecond),

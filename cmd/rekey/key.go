@@ -21,15 +21,19 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
+	rekeyv1alpha1 "github.com/rekey-dev/rekey/api/v1alpha1"
 	"github.com/rekey-dev/rekey/internal/kms"
 )
 
 const keyUsage = `usage: rekey key <subcommand> [flags]
 
-  create   [--description D] [--alias alias/NAME]   create a key; prints its ARN
+  create   [--description D] [--alias alias/NAME] [--allow-namespace NS]...
+                                                    create a key; prints its ARN
+  allow    KEY NAMESPACE...                         let KeyRotations in these namespaces use the key ("*": all)
   describe KEY                                      print the key's metadata as JSON
   list                                              list keys with state and aliases
   rotate   KEY                                      add a backing-key version (RotateKeyOnDemand)
@@ -54,21 +58,26 @@ func runKey(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 	fs := newFlagSet("key "+sub, stderr)
 	ef.bind(fs)
 	var description, alias *string
+	var namespaces listFlag
 	if sub == "create" {
 		description = fs.String("description", "", "key description")
 		alias = fs.String("alias", "", "alias to create for the key, alias/NAME")
+		fs.Var(&namespaces, "allow-namespace", "namespace whose KeyRotations may use the key (repeatable; \"*\" for all)")
 	}
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	pos := fs.Args()
-	want := map[string]int{"create": 0, "describe": 1, "list": 0, "rotate": 1, "rotations": 1, "alias": 2, "disable": 1, "enable": 1}
+	want := map[string]int{"create": 0, "describe": 1, "list": 0, "rotate": 1, "rotations": 1, "alias": 2, "disable": 1, "enable": 1, "allow": -2}
 	n, known := want[sub]
 	if !known {
 		fmt.Fprintln(stderr, keyUsage)
 		return fmt.Errorf("%w: unknown subcommand %q", errUsage, sub)
 	}
-	if len(pos) != n {
+	if n < 0 && len(pos) < -n {
+		return fmt.Errorf("%w: key %s takes at least %d arguments, got %d (see rekey key --help)", errUsage, sub, -n, len(pos))
+	}
+	if n >= 0 && len(pos) != n {
 		return fmt.Errorf("%w: key %s takes %d argument(s), got %d (see rekey key --help)", errUsage, sub, n, len(pos))
 	}
 	e, err := ef.open(ctx)
@@ -77,17 +86,7 @@ func runKey(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 	}
 	switch sub {
 	case "create":
-		out, err := e.CreateKey(ctx, &kms.CreateKeyInput{Description: *description})
-		if err != nil {
-			return err
-		}
-		if *alias != "" {
-			if _, err := e.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: *alias, TargetKeyID: out.KeyMetadata.KeyID}); err != nil {
-				return fmt.Errorf("key %s created, but its alias was not: %w", out.KeyMetadata.Arn, err)
-			}
-		}
-		_, err = fmt.Fprintln(stdout, out.KeyMetadata.Arn)
-		return err
+		return createKey(ctx, e, *description, *alias, namespaces, stdout)
 	case "describe":
 		out, err := e.DescribeKey(ctx, &kms.DescribeKeyInput{KeyID: pos[0]})
 		if err != nil {
@@ -133,6 +132,8 @@ func runKey(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 		}
 		_, err = fmt.Fprintf(stdout, "%s -> %s\n", pos[0], target.KeyMetadata.Arn)
 		return err
+	case "allow":
+		return allowNamespaces(ctx, e, pos[0], pos[1:], stdout)
 	case "disable":
 		_, err := e.DisableKey(ctx, &kms.KeyIDInput{KeyID: pos[0]})
 		return err
@@ -177,4 +178,67 @@ func listKeys(ctx context.Context, e *kms.Engine, stdout io.Writer) error {
 		marker = out.NextMarker
 	}
 	return tw.Flush()
+}
+
+// createKey creates a key, its alias and its namespaces tag.
+func createKey(ctx context.Context, e *kms.Engine, description, alias string, namespaces []string, stdout io.Writer) error {
+	in := &kms.CreateKeyInput{Description: description}
+	if len(namespaces) > 0 {
+		in.Tags = []kms.Tag{{TagKey: rekeyv1alpha1.KeyNamespacesTag, TagValue: strings.Join(namespaces, ",")}}
+	}
+	out, err := e.CreateKey(ctx, in)
+	if err != nil {
+		return err
+	}
+	if alias != "" {
+		if _, err := e.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: alias, TargetKeyID: out.KeyMetadata.KeyID}); err != nil {
+			return fmt.Errorf("key %s created, but its alias was not: %w", out.KeyMetadata.Arn, err)
+		}
+	}
+	_, err = fmt.Fprintln(stdout, out.KeyMetadata.Arn)
+	return err
+}
+
+// allowNamespaces adds namespaces to a key's rekey.dev/namespaces tag.
+func allowNamespaces(ctx context.Context, e *kms.Engine, key string, add []string, stdout io.Writer) error {
+	tags, err := e.ListResourceTags(ctx, &kms.ListResourceTagsInput{KeyID: key, Limit: ptrInt32(1000)})
+	if err != nil {
+		return err
+	}
+	var have []string
+	for _, t := range tags.Tags {
+		if t.TagKey == rekeyv1alpha1.KeyNamespacesTag {
+			for n := range strings.SplitSeq(t.TagValue, ",") {
+				if n = strings.TrimSpace(n); n != "" {
+					have = append(have, n)
+				}
+			}
+		}
+	}
+	for _, n := range add {
+		if !slices.Contains(have, n) {
+			have = append(have, n)
+		}
+	}
+	value := strings.Join(have, ",")
+	if _, err := e.TagResource(ctx, &kms.TagResourceInput{KeyID: key, Tags: []kms.Tag{{TagKey: rekeyv1alpha1.KeyNamespacesTag, TagValue: value}}}); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(stdout, "%s %s=%s\n", key, rekeyv1alpha1.KeyNamespacesTag, value)
+	return err
+}
+
+func ptrInt32(v int32) *int32 { return &v }
+
+// listFlag collects a repeated flag.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+
+func (l *listFlag) Set(s string) error {
+	if s == "" || strings.Contains(s, ",") {
+		return fmt.Errorf("want one namespace name")
+	}
+	*l = append(*l, s)
+	return nil
 }

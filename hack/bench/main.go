@@ -277,7 +277,7 @@ func (b *bench) setup(ctx context.Context) error {
 		return err
 	}
 	for i := 1; i <= b.c.rounds+3; i++ {
-		k, err := b.engine.CreateKey(ctx, &kms.CreateKeyInput{})
+		k, err := b.engine.CreateKey(ctx, &kms.CreateKeyInput{Tags: []kms.Tag{{TagKey: rekeyv1alpha1.KeyNamespacesTag, TagValue: "bench-rekey"}}})
 		if err != nil {
 			return err
 		}

@@ -115,7 +115,7 @@ func run(ctx context.Context, rekeyBin string, n int) error {
 	}
 	ks := []string{"--keystore", keystoreRef, "--root-key-file", rootKey}
 	for _, alias := range []string{"alias/billing-2025", "alias/billing-2026"} {
-		args := append([]string{"key", "create", "--alias", alias, "--description", "demo " + alias}, ks...)
+		args := append([]string{"key", "create", "--alias", alias, "--description", "demo " + alias, "--allow-namespace", namespace}, ks...)
 		if err := sh.Echo(rekeyBin, args...); err != nil {
 			return err
 		}

@@ -593,3 +593,31 @@ func TestReEncryptOneContextMapForBothSides(t *testing.T) {
 	_, err = e.ReEncrypt(ctx, &ReEncryptInput{CiphertextBlob: blob, SourceEncryptionContext: bad, DestinationKeyID: "alias/b", DestinationEncryptionContext: bad})
 	wantCode(t, err, CodeValidation)
 }
+
+func TestTags(t *testing.T) {
+	ctx := context.Background()
+	e, _ := newTestEngine(t, Options{})
+	out, err := e.CreateKey(ctx, &CreateKeyInput{Tags: []Tag{{TagKey: "team", TagValue: "billing"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := out.KeyMetadata.KeyID
+	if _, err := e.TagResource(ctx, &TagResourceInput{KeyID: id, Tags: []Tag{{TagKey: "rekey.dev/namespaces", TagValue: "a,b"}, {TagKey: "team", TagValue: "payments"}}}); err != nil {
+		t.Fatal(err)
+	}
+	ls, err := e.ListResourceTags(ctx, &ListResourceTagsInput{KeyID: id})
+	if err != nil || len(ls.Tags) != 2 || ls.Tags[0].TagKey != "rekey.dev/namespaces" || ls.Tags[1].TagValue != "payments" {
+		t.Fatalf("ListResourceTags: %v %+v", err, ls)
+	}
+	if _, err := e.UntagResource(ctx, &UntagResourceInput{KeyID: id, TagKeys: []string{"team"}}); err != nil {
+		t.Fatal(err)
+	}
+	ls, _ = e.ListResourceTags(ctx, &ListResourceTagsInput{KeyID: id})
+	if len(ls.Tags) != 1 {
+		t.Fatalf("after UntagResource: %+v", ls.Tags)
+	}
+	for _, bad := range []Tag{{TagKey: ""}, {TagKey: "aws:x"}, {TagKey: "k", TagValue: strings.Repeat("v", 257)}} {
+		_, err := e.TagResource(ctx, &TagResourceInput{KeyID: id, Tags: []Tag{bad}})
+		wantCode(t, err, CodeValidation)
+	}
+}

@@ -46,6 +46,14 @@ func (e *Engine) CreateKey(ctx context.Context, in *CreateKeyInput) (*CreateKeyO
 	if len(in.Description) > maxDescription {
 		return nil, newError(CodeValidation, "Description is longer than %d characters", maxDescription)
 	}
+	if len(in.Tags) > maxTags {
+		return nil, newError(CodeLimitExceeded, "a key may have at most %d tags", maxTags)
+	}
+	for _, t := range in.Tags {
+		if err := checkTag(t); err != nil {
+			return nil, err
+		}
+	}
 	id, err := e.newUUID()
 	if err != nil {
 		return nil, err

@@ -118,6 +118,9 @@ func New(engine *kms.Engine, o Options) *Server {
 			"CreateGrant":                     op(e.CreateGrant),
 			"RetireGrant":                     op(e.RetireGrant),
 			"ListGrants":                      op(e.ListGrants),
+			"TagResource":                     op(e.TagResource),
+			"UntagResource":                   op(e.UntagResource),
+			"ListResourceTags":                op(e.ListResourceTags),
 		},
 	}
 }

@@ -144,6 +144,25 @@ func (p *Provider) DescribeKey(ctx context.Context, keyID string) (string, strin
 	return aws.ToString(out.KeyMetadata.Arn), aws.ToString(out.KeyMetadata.CurrentKeyMaterialId), nil
 }
 
+// KeyTags lists a key's tags (kms:ListResourceTags).
+func (p *Provider) KeyTags(ctx context.Context, keyARN string) (map[string]string, error) {
+	tags := map[string]string{}
+	pages := awskms.NewListResourceTagsPaginator(p.client, &awskms.ListResourceTagsInput{KeyId: aws.String(keyARN)})
+	for pages.HasMorePages() {
+		if err := p.limiter.Wait(ctx); err != nil {
+			return nil, err
+		}
+		out, err := pages.NextPage(ctx)
+		if err != nil {
+			return nil, mapError(err)
+		}
+		for _, t := range out.Tags {
+			tags[aws.ToString(t.TagKey)] = aws.ToString(t.TagValue)
+		}
+	}
+	return tags, nil
+}
+
 // ReEncrypt calls KMS ReEncrypt.
 func (p *Provider) ReEncrypt(ctx context.Context, in *kms.ReEncryptInput) (*kms.ReEncryptOutput, error) {
 	if err := p.limiter.Wait(ctx); err != nil {

@@ -55,3 +55,21 @@ func (p *Provider) ReEncrypt(ctx context.Context, in *kms.ReEncryptInput) (*kms.
 
 // InspectBlob reads the blob's header: the engine's format is known.
 func (p *Provider) InspectBlob(blob []byte) (kms.BlobKey, error) { return p.engine.InspectBlob(blob) }
+
+// KeyTags lists a key's tags.
+func (p *Provider) KeyTags(ctx context.Context, keyARN string) (map[string]string, error) {
+	tags := map[string]string{}
+	for marker := ""; ; {
+		out, err := p.engine.ListResourceTags(ctx, &kms.ListResourceTagsInput{KeyID: keyARN, Marker: marker})
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range out.Tags {
+			tags[t.TagKey] = t.TagValue
+		}
+		if !out.Truncated {
+			return tags, nil
+		}
+		marker = out.NextMarker
+	}
+}
