@@ -354,6 +354,9 @@ func TestDryRunWritesNothing(t *testing.T) {
 	if c := condition(kr, rekeyv1alpha1.ConditionReady); c == nil || c.Reason != ReasonDryRunComplete {
 		t.Fatalf("Ready: %+v", c)
 	}
+	if len(kr.Status.DryRunSample) != 8 || kr.Status.DryRunSample[0] != "app-000" {
+		t.Fatalf("dry-run sample: %v", kr.Status.DryRunSample)
+	}
 	// Turning dryRun off starts the real run.
 	kr.Spec.DryRun = false
 	if err := k8sClient.Update(context.Background(), kr); err != nil {

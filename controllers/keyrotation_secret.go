@@ -46,6 +46,7 @@ const (
 // secretResult is what happened to one Secret. err (a stall or a transient
 // error) aborts the page.
 type secretResult struct {
+	secret    string
 	kind      resultKind
 	blobs     rekeyv1alpha1.BlobCounts
 	failure   *rekeyv1alpha1.Failure
@@ -65,7 +66,8 @@ const maxConflicts = 5
 // when all of them passed, writes the Secret back in one Update carrying the
 // resourceVersion it read. A conflict re-reads the Secret and decides again;
 // a deleted Secret is skipped. A Secret is never half-rotated.
-func (r *KeyRotationReconciler) rotateSecret(ctx context.Context, rn *run, s *corev1.Secret) secretResult {
+func (r *KeyRotationReconciler) rotateSecret(ctx context.Context, rn *run, s *corev1.Secret) (res secretResult) {
+	defer func() { res.secret = s.Name }()
 	for range maxConflicts {
 		res, updated := rn.plan(ctx, s)
 		if res.err != nil || updated == nil || rn.kr.Spec.DryRun {

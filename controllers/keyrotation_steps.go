@@ -186,6 +186,7 @@ type pageTally struct {
 	secrets   rekeyv1alpha1.SecretCounts
 	blobs     rekeyv1alpha1.BlobCounts
 	failures  []rekeyv1alpha1.Failure
+	rotated   []string // names of the Secrets rotated (or, in a dry run, to rotate)
 	inventory map[invKey]int64
 	err       error
 }
@@ -204,6 +205,7 @@ func (t *pageTally) add(res secretResult) {
 	switch res.kind {
 	case resultRotated:
 		t.secrets.Rotated++
+		t.rotated = append(t.rotated, res.secret)
 	case resultSkipped:
 		t.secrets.Skipped++
 	case resultFailed:
@@ -284,6 +286,14 @@ func (r *KeyRotationReconciler) processPage(ctx context.Context, kr *rekeyv1alph
 		addFailure(kr, f)
 	}
 	mergeInventory(kr, tally.inventory)
+	if kr.Spec.DryRun {
+		slices.Sort(tally.rotated)
+		for _, name := range tally.rotated {
+			if len(st.DryRunSample) < maxDryRunSample {
+				st.DryRunSample = append(st.DryRunSample, name)
+			}
+		}
+	}
 	if done := st.Secrets.Rotated + st.Secrets.Skipped + st.Secrets.Failed; done > st.Secrets.Total {
 		st.Secrets.Total = done // Secrets created since the count
 	}
@@ -304,8 +314,11 @@ func restartPass(kr *rekeyv1alpha1.KeyRotation) {
 	total := st.Secrets.Total
 	st.Secrets = rekeyv1alpha1.SecretCounts{Total: total}
 	st.Blobs = rekeyv1alpha1.BlobCounts{}
-	st.Failures, st.Inventory, st.Continue = nil, nil, ""
+	st.Failures, st.Inventory, st.Continue, st.DryRunSample = nil, nil, "", nil
 }
+
+// maxDryRunSample bounds status.dryRunSample.
+const maxDryRunSample = 10
 
 // maxInventory bounds status.inventory.
 const maxInventory = 50

@@ -234,6 +234,10 @@ type KeyRotationStatus struct {
 	// +listType=map
 	// +listMapKey=type
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// DryRunSample names up to 10 Secrets a dry run would rotate.
+	// +optional
+	// +kubebuilder:validation:MaxItems=10
+	DryRunSample []string `json:"dryRunSample,omitempty"`
 	// Progress is "rotated/total" Secrets, for kubectl get.
 	// +optional
 	Progress string `json:"progress,omitempty"`
