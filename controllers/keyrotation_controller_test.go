@@ -613,3 +613,52 @@ func TestKeyNotAllowedForNamespaceStalls(t *testing.T) {
 		t.Fatalf("counts: %+v", kr.Status.Secrets)
 	}
 }
+
+// TestContextTemplateBindsBlobsToTheirSecret: a rotation moves blobs from no
+// encryption context to one naming their Secret and data key; a blob copied
+// to another Secret then no longer decrypts there, and a second rotation
+// reads the bound context back through the same template.
+func TestContextTemplateBindsBlobsToTheirSecret(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	f.key("alias/old")
+	f.key("alias/new")
+	f.key("alias/newer")
+	f.secrets(4, "alias/old", nil)
+	bound := map[string]string{"secret": "{namespace}/{name}", "key": "{key}"}
+	f.start(10)
+	f.rotation("bind", func(kr *rekeyv1alpha1.KeyRotation) { kr.Spec.DestinationEncryptionContext = bound })
+	f.wait("bind", "Succeeded", phaseIs(rekeyv1alpha1.PhaseSucceeded))
+
+	ctxOf := func(name, key string) map[string]string {
+		return map[string]string{"secret": f.ns + "/" + name, "key": key}
+	}
+	decrypt := func(blob []byte, ec map[string]string) (string, error) {
+		out, err := f.engine.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: blob, EncryptionContext: ec})
+		if err != nil {
+			return "", err
+		}
+		return string(out.Plaintext), nil
+	}
+	a := f.secret("app-000")
+	if pt, err := decrypt(a.Data["apiToken"], ctxOf("app-000", "apiToken")); err != nil || pt != f.plaintexts["app-000/apiToken"] {
+		t.Fatalf("bound blob does not decrypt under its own context: %v", err)
+	}
+	for _, wrong := range []map[string]string{nil, ctxOf("app-001", "apiToken"), ctxOf("app-000", "password")} {
+		if _, err := decrypt(a.Data["apiToken"], wrong); kms.CodeOf(err) != kms.CodeInvalidCiphertext {
+			t.Fatalf("bound blob decrypted under %v: %v", wrong, err)
+		}
+	}
+
+	f.rotation("again", func(kr *rekeyv1alpha1.KeyRotation) {
+		kr.Spec.SourceKeyIDs, kr.Spec.DestinationKeyID = []string{"alias/new"}, "alias/newer"
+		kr.Spec.SourceEncryptionContext = bound
+	})
+	kr := f.wait("again", "Succeeded", phaseIs(rekeyv1alpha1.PhaseSucceeded))
+	if kr.Status.Secrets.Rotated != 4 {
+		t.Fatalf("second rotation: %+v %+v", kr.Status.Secrets, kr.Status.Failures)
+	}
+	if pt, err := decrypt(f.secret("app-003").Data["dsn"], ctxOf("app-003", "dsn")); err != nil || pt != f.plaintexts["app-003/dsn"] {
+		t.Fatalf("after the second rotation: %v", err)
+	}
+}

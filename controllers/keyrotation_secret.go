@@ -129,8 +129,41 @@ func dataKeys(s *corev1.Secret) ([]string, error) {
 	return keys, nil
 }
 
+// Placeholders an encryption context value in the spec may hold: they bind
+// each blob to the Secret and data key it lives in.
+const (
+	placeholderNamespace = "{namespace}"
+	placeholderName      = "{name}"
+	placeholderKey       = "{key}"
+)
+
+func templated(ec map[string]string) bool {
+	for _, v := range ec {
+		if strings.Contains(v, placeholderNamespace) || strings.Contains(v, placeholderName) || strings.Contains(v, placeholderKey) {
+			return true
+		}
+	}
+	return false
+}
+
+// expand fills a context's placeholders for one blob; a context without
+// placeholders is returned as it is.
+func expand(ec map[string]string, s *corev1.Secret, key string) map[string]string {
+	if !templated(ec) {
+		return ec
+	}
+	r := strings.NewReplacer(placeholderNamespace, s.Namespace, placeholderName, s.Name, placeholderKey, key)
+	out := make(map[string]string, len(ec))
+	for k, v := range ec {
+		out[k] = r.Replace(v)
+	}
+	return out
+}
+
 // contexts returns the source and destination encryption contexts: the
-// spec's, else the Secret's annotation; the destination defaults to the source.
+// spec's, else the Secret's annotation; the destination defaults to the
+// source. Spec values may hold {namespace}, {name} and {key}, filled per
+// blob by expand.
 func (rn *run) contexts(s *corev1.Secret) (src, dst map[string]string, err error) {
 	src = rn.kr.Spec.SourceEncryptionContext
 	if len(src) == 0 {
@@ -169,7 +202,11 @@ func (rn *run) plan(ctx context.Context, s *corev1.Secret) (secretResult, *corev
 	res := secretResult{inventory: map[invKey]int64{}}
 	changed := map[string][]byte{}
 	for _, k := range keys {
-		out := rn.reencrypt(ctx, s.Data[k], src, dst)
+		bsrc, bdst := expand(src, s, k), expand(dst, s, k)
+		if kms.SameContext(src, dst) {
+			bdst = bsrc
+		}
+		out := rn.reencrypt(ctx, s.Data[k], bsrc, bdst)
 		if out.err != nil {
 			return secretResult{err: out.err}, nil
 		}

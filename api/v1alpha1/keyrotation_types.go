@@ -62,13 +62,16 @@ type KeyRotationSpec struct {
 
 	// SourceEncryptionContext is the encryption context the blobs were
 	// encrypted with. When empty, the Secret's rekey.dev/encryption-context
-	// annotation is used, if any.
+	// annotation is used, if any. Values may hold {namespace}, {name} and
+	// {key}: each blob's Secret namespace, Secret name and data key.
 	// +optional
 	// +kubebuilder:validation:MaxProperties=64
 	SourceEncryptionContext map[string]string `json:"sourceEncryptionContext,omitempty"`
 
 	// DestinationEncryptionContext is the encryption context of the new
-	// blobs. When empty, the source context is kept.
+	// blobs. When empty, the source context is kept. Values may hold
+	// {namespace}, {name} and {key}, which bind each blob to its Secret and
+	// data key (a blob copied elsewhere then no longer decrypts).
 	// +optional
 	// +kubebuilder:validation:MaxProperties=64
 	DestinationEncryptionContext map[string]string `json:"destinationEncryptionContext,omitempty"`

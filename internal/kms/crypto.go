@@ -133,8 +133,9 @@ func (a aadBuffer) clone() aadBuffer {
 	return aadBuffer{p: p, aad: append((*p)[:0], a.aad...)}
 }
 
-// sameMap reports whether a and b are the same map (not merely equal).
-func sameMap(a, b map[string]string) bool {
+// SameContext reports whether a and b are the same map (not merely equal
+// ones): ReEncrypt then canonicalises it once for both sides.
+func SameContext(a, b map[string]string) bool {
 	if a == nil || b == nil {
 		return a == nil && b == nil
 	}
@@ -306,7 +307,7 @@ func (e *Engine) ReEncrypt(ctx context.Context, in *ReEncryptInput) (*ReEncryptO
 		return nil, err
 	}
 	var dstAAD aadBuffer
-	if sameMap(in.SourceEncryptionContext, in.DestinationEncryptionContext) {
+	if SameContext(in.SourceEncryptionContext, in.DestinationEncryptionContext) {
 		// One context for both sides (what a rotation usually sends):
 		// canonicalise it once.
 		dstAAD = srcAAD.clone()
