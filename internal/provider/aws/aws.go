@@ -72,6 +72,9 @@ func (c StaticCredentials) String() string {
 	return "StaticCredentials(" + c.AccessKeyID + ", redacted)"
 }
 
+// GoString never shows the secret either (%#v).
+func (c StaticCredentials) GoString() string { return c.String() }
+
 // Provider calls AWS KMS.
 type Provider struct {
 	client  *awskms.Client
