@@ -38,6 +38,14 @@ type AWSConfig struct {
 	Static                                     bool
 }
 
+// String never shows the secret key or the session token.
+func (c AWSConfig) String() string {
+	return fmt.Sprintf("AWSConfig(region=%s endpoint=%s static=%t accessKeyId=%s)", c.Region, c.Endpoint, c.Static, c.AccessKeyID)
+}
+
+// GoString never shows them either (%#v).
+func (c AWSConfig) GoString() string { return c.String() }
+
 // Keys of the credentials Secret a KeyRotation may reference.
 const (
 	CredentialsAccessKeyID     = "AWS_ACCESS_KEY_ID"
