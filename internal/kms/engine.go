@@ -139,12 +139,6 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 	return e, nil
 }
 
-// Region returns the region used in ARNs.
-func (e *Engine) Region() string { return e.region }
-
-// AccountID returns the account used in ARNs.
-func (e *Engine) AccountID() string { return e.account }
-
 // Refresh reloads the state when another writer changed the store, so keys
 // created or rotated elsewhere become visible.
 func (e *Engine) Refresh(ctx context.Context) error {
@@ -214,8 +208,7 @@ func (e *Engine) mutate(ctx context.Context, fn func(d *stateDoc) error) error {
 
 // view is an immutable snapshot of the keys, aliases and grants.
 type view struct {
-	keys    map[string]*rkey
-	aliases map[string]*aliasRecord
+	keys map[string]*rkey
 	// aliasKeys resolves an alias name to its key in one lookup.
 	aliasKeys map[string]*rkey
 	grants    map[string]*grantRecord // by token
@@ -235,10 +228,9 @@ func (k *rkey) newest() *keyMaterial { return k.versions[len(k.versions)-1] }
 // keyMaterial (and so its AEAD and its reserved encryptions).
 func (e *Engine) publishLocked() error {
 	v := &view{
-		keys:    make(map[string]*rkey, len(e.doc.Keys)),
-		aliases: make(map[string]*aliasRecord, len(e.doc.Aliases)),
-		grants:  make(map[string]*grantRecord, len(e.doc.Grants)),
-		doc:     e.doc,
+		keys:   make(map[string]*rkey, len(e.doc.Keys)),
+		grants: make(map[string]*grantRecord, len(e.doc.Grants)),
+		doc:    e.doc,
 	}
 	live := make(map[string]*keyMaterial, len(e.materials))
 	for i := range e.doc.Keys {
@@ -266,7 +258,6 @@ func (e *Engine) publishLocked() error {
 	v.aliasKeys = make(map[string]*rkey, len(e.doc.Aliases))
 	for i := range e.doc.Aliases {
 		a := &e.doc.Aliases[i]
-		v.aliases[a.Name] = a
 		if k := v.keys[a.KeyID]; k != nil {
 			v.aliasKeys[a.Name] = k
 		}
