@@ -120,7 +120,7 @@ func (r *KeyRotationReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		// The next page, straight away: the status patch in the defer is the checkpoint.
 		return ctrl.Result{RequeueAfter: time.Millisecond}, nil
 	}
-	r.finish(kr, run)
+	r.finish(ctx, kr, run)
 	return ctrl.Result{}, nil
 }
 

@@ -48,7 +48,6 @@ type run struct {
 	// source is declared: the pinned ARN, never the alias.
 	sourceKeyID string
 	dest        string
-	destCurrent string
 }
 
 // resolveKeys resolves the source and destination keys once, at the start
@@ -67,24 +66,24 @@ func (r *KeyRotationReconciler) resolveKeys(ctx context.Context, kr *rekeyv1alph
 	if in, ok := ks.(BlobInspector); ok {
 		rn.inspector = in
 	}
-	describe := func(id string) (string, string, error) {
-		arn, cur, err := ks.DescribeKey(ctx, id)
+	describe := func(id string) (string, error) {
+		arn, _, err := ks.DescribeKey(ctx, id)
 		if err != nil {
 			if kms.ClassOfError(err) == kms.ClassRetry {
-				return "", "", fmt.Errorf("resolving key %s: %w", id, err)
+				return "", fmt.Errorf("resolving key %s: %w", id, err)
 			}
-			return "", "", stall(string(kms.CodeOf(err)), "key %s: %v", id, err)
+			return "", stall(reasonOf(err), "key %s: %v", id, err)
 		}
-		return arn, cur, nil
+		return arn, nil
 	}
 	if kr.Status.ResolvedDestinationKeyARN == "" {
-		dest, _, err := describe(kr.Spec.DestinationKeyID)
+		dest, err := describe(kr.Spec.DestinationKeyID)
 		if err != nil {
 			return nil, err
 		}
 		srcs := make([]string, 0, len(kr.Spec.SourceKeyIDs))
 		for _, id := range kr.Spec.SourceKeyIDs {
-			arn, _, err := describe(id)
+			arn, err := describe(id)
 			if err != nil {
 				return nil, err
 			}
@@ -108,11 +107,6 @@ func (r *KeyRotationReconciler) resolveKeys(ctx context.Context, kr *rekeyv1alph
 	if len(kr.Status.ResolvedSourceKeyARNs) == 1 {
 		rn.sourceKeyID = kr.Status.ResolvedSourceKeyARNs[0]
 	}
-	_, cur, err := describe(rn.dest)
-	if err != nil {
-		return nil, err
-	}
-	rn.destCurrent = cur
 	return rn, nil
 }
 
@@ -343,7 +337,7 @@ func mergeInventory(kr *rekeyv1alpha1.KeyRotation, add map[invKey]int64) {
 // finish ends a run whose listing is complete: phase Succeeded, or Failed
 // when any Secret failed (never silently Succeeded); Ready; and
 // SourceKeysDrained from the inventory of blobs.
-func (r *KeyRotationReconciler) finish(kr *rekeyv1alpha1.KeyRotation, rn *run) {
+func (r *KeyRotationReconciler) finish(ctx context.Context, kr *rekeyv1alpha1.KeyRotation, rn *run) {
 	st := &kr.Status
 	st.Secrets.Total = st.Secrets.Rotated + st.Secrets.Skipped + st.Secrets.Failed
 	now := metav1.NewTime(r.Clock())
@@ -372,13 +366,13 @@ func (r *KeyRotationReconciler) finish(kr *rekeyv1alpha1.KeyRotation, rn *run) {
 		meta.RemoveStatusCondition(&st.Conditions, rekeyv1alpha1.ConditionStalled)
 		r.event(kr, corev1.EventTypeNormal, ReasonSucceeded, "Complete", "%s", summary)
 	}
-	setDrained(kr, rn)
+	setDrained(ctx, kr, rn)
 	metricSecretsRemaining.DeleteLabelValues(kr.Namespace, kr.Name)
 }
 
 // setDrained sets SourceKeysDrained: True only when no selected blob is under
 // a source key any more (for a same-key rotation: under an older version).
-func setDrained(kr *rekeyv1alpha1.KeyRotation, rn *run) {
+func setDrained(ctx context.Context, kr *rekeyv1alpha1.KeyRotation, rn *run) {
 	st := &kr.Status
 	set := func(s metav1.ConditionStatus, reason, msg string) {
 		setCondition(kr, rekeyv1alpha1.ConditionSourceKeysDrained, s, reason, msg)
@@ -394,9 +388,15 @@ func setDrained(kr *rekeyv1alpha1.KeyRotation, rn *run) {
 		set(metav1.ConditionTrue, ReasonDrained, "every selected blob was re-encrypted to the destination key")
 		return
 	}
+	// The destination's current version, asked once, when the run ends.
+	_, destCurrent, err := rn.ks.DescribeKey(ctx, rn.dest)
+	if err != nil {
+		set(metav1.ConditionUnknown, ReasonDrainUnknown, fmt.Sprintf("describing the destination key: %v", err))
+		return
+	}
 	var under int64
 	for _, e := range st.Inventory {
-		atDest := e.KeyARN == rn.dest && e.KeyMaterialID == rn.destCurrent
+		atDest := e.KeyARN == rn.dest && e.KeyMaterialID == destCurrent
 		if rn.sources[e.KeyARN] && !atDest {
 			under += e.Blobs
 		}
