@@ -21,7 +21,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -32,33 +31,20 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/aws/smithy-go"
 
-	"github.com/rekey-dev/rekey/internal/kms"
-	"github.com/rekey-dev/rekey/internal/kms/awsapi"
+	"github.com/rekey-dev/rekey/internal/testkms"
 )
 
-const (
-	testAKID   = "AKIDREKEYTEST"
-	testSecret = "rekey-test-secret-access-key"
-)
-
-// serve starts the endpoint on 127.0.0.1 and returns an AWS SDK client for it.
+// serve starts rekey's endpoint on 127.0.0.1 (testkms) and returns an AWS
+// SDK client for it and its URL.
 func serve(t *testing.T) (*awskms.Client, string) {
 	t.Helper()
-	e, err := kms.New(context.Background(), kms.Options{Region: "us-east-1", AccountID: "111122223333"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(awsapi.New(e, awsapi.Options{Credentials: awsapi.Credentials{testAKID: testSecret}}))
-	t.Cleanup(srv.Close)
-	if !strings.HasPrefix(srv.URL, "http://127.0.0.1:") {
-		t.Fatalf("test server is not on loopback: %s", srv.URL)
-	}
-	return newClient(srv.URL, testAKID, testSecret), srv.URL
+	srv := testkms.Rekey(t)
+	return srv.Client(), srv.URL
 }
 
 func newClient(url, akid, secret string) *awskms.Client {
 	return awskms.New(awskms.Options{
-		Region:           "us-east-1",
+		Region:           testkms.Region,
 		BaseEndpoint:     aws.String(url),
 		Credentials:      credentials.NewStaticCredentialsProvider(akid, secret, ""),
 		RetryMaxAttempts: 1,
@@ -219,11 +205,11 @@ func TestSDKRejectsBadSignatures(t *testing.T) {
 		}
 		return ae.ErrorCode()
 	}
-	_, err := newClient(url, testAKID, "wrong-secret").ListKeys(ctx, &awskms.ListKeysInput{})
+	_, err := newClient(url, testkms.AccessKeyID, "wrong-secret").ListKeys(ctx, &awskms.ListKeysInput{})
 	if got := code(err); got != "InvalidSignatureException" {
 		t.Fatalf("bad signature: got %s", got)
 	}
-	_, err = newClient(url, "AKIDUNKNOWN", testSecret).ListKeys(ctx, &awskms.ListKeysInput{})
+	_, err = newClient(url, "AKIDUNKNOWN", testkms.SecretAccessKey).ListKeys(ctx, &awskms.ListKeysInput{})
 	if got := code(err); got != "UnrecognizedClientException" {
 		t.Fatalf("unknown access key: got %s", got)
 	}
