@@ -21,6 +21,7 @@ import (
 	"context"
 	"encoding/binary"
 	"maps"
+	"strings"
 	"testing"
 )
 
@@ -210,29 +211,96 @@ func decodeCanonicalContext(b []byte) (map[string]string, bool) {
 	return m, true
 }
 
+// specBlob is the version-1 layout of docs/kms.md written out on its own,
+// without parseBlob's helpers or constants: whether b is a well-formed blob,
+// and the key id and version its header holds.
+func specBlob(b []byte) (keyID string, version uint32, ok bool) {
+	// 1 format + 1 length + 36 key id + 4 version + 12 nonce + 16 tag.
+	if len(b) < 70 || b[0] != 0x01 || b[1] != 36 {
+		return "", 0, false
+	}
+	for i, c := range b[2:38] {
+		if i == 8 || i == 13 || i == 18 || i == 23 {
+			if c != '-' {
+				return "", 0, false
+			}
+		} else if !strings.ContainsRune("0123456789abcdefABCDEF", rune(c)) {
+			return "", 0, false
+		}
+	}
+	version = uint32(b[38])<<24 | uint32(b[39])<<16 | uint32(b[40])<<8 | uint32(b[41])
+	if version == 0 {
+		return "", 0, false
+	}
+	return string(b[2:38]), version, true
+}
+
+// FuzzParseBlob checks ParseBlob against specBlob: it accepts exactly the
+// well-formed blobs; their fields sit at the documented offsets; the fields
+// alone (not the bytes they alias) marshal back to the input; and no input
+// but a blob the engine sealed ever decrypts.
 func FuzzParseBlob(f *testing.F) {
 	e, _ := newTestEngine(f, Options{})
 	mustKey(f, e, "alias/k")
-	f.Add(mustEncrypt(f, e, "alias/k", []byte("seed"), nil))
-	f.Add(mustEncrypt(f, e, "alias/k", bytes.Repeat([]byte{0}, 4096), map[string]string{"a": "b"}))
-	f.Add([]byte{})
-	f.Add([]byte{1})
-	f.Add([]byte{1, 36})
-	f.Add([]byte{1, 255, 0, 0})
+	genuine := map[string][]byte{} // blob -> plaintext, sealed under the empty context
+	for _, pt := range [][]byte{[]byte("seed"), bytes.Repeat([]byte{0}, 4096)} {
+		blob := mustEncrypt(f, e, "alias/k", pt, nil)
+		genuine[string(blob)] = pt
+		f.Add(blob)
+	}
+	f.Add(mustEncrypt(f, e, "alias/k", []byte("under a context"), map[string]string{"a": "b"}))
+	id := []byte("6f1c2d3e-4a5b-4c6d-8e7f-0a1b2c3d4e5f")
+	valid := append(append([]byte{1, 36}, id...), make([]byte, 4+12+16)...)
+	valid[41] = 7
+	f.Add(valid)
+	for _, bad := range [][]byte{{}, {1}, {1, 36}, {1, 255, 0, 0}, valid[:len(valid)-1]} {
+		f.Add(bad)
+	}
+	v0 := bytes.Clone(valid)
+	v0[41] = 0
+	f.Add(v0)
+	notUUID := bytes.Clone(valid)
+	notUUID[10] = 'z'
+	f.Add(notUUID)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		blob, err := ParseBlob(b)
-		if err != nil {
+		keyID, version, wellFormed := specBlob(b)
+		if !wellFormed {
+			if err == nil {
+				t.Fatalf("ParseBlob accepted a blob the layout rejects: %+v", blob)
+			}
 			if CodeOf(err) != CodeInvalidCiphertext {
 				t.Fatalf("parse error of the wrong kind: %v", err)
 			}
 			return
 		}
+		if err != nil {
+			t.Fatalf("ParseBlob rejected a well-formed blob: %v", err)
+		}
+		if blob.KeyID != keyID || blob.Version != version {
+			t.Fatalf("parsed key %q version %d, the header holds %q version %d", blob.KeyID, blob.Version, keyID, version)
+		}
+		if len(blob.Header) != 42 || len(blob.Nonce) != 12 || len(blob.Sealed) != len(b)-54 {
+			t.Fatalf("field lengths: header %d, nonce %d, sealed %d of a %d-byte blob", len(blob.Header), len(blob.Nonce), len(blob.Sealed), len(b))
+		}
+		// Rebuild the wire bytes from the parsed values: a field read from
+		// the wrong offset does not survive this.
+		rebuilt := binary.BigEndian.AppendUint32(append([]byte{0x01, byte(len(blob.KeyID))}, blob.KeyID...), blob.Version)
+		rebuilt = append(append(rebuilt, blob.Nonce...), blob.Sealed...)
+		if !bytes.Equal(rebuilt, b) {
+			t.Fatalf("fields do not rebuild the blob:\n got % x\nwant % x", rebuilt, b)
+		}
 		if !bytes.Equal(blob.Marshal(), b) {
 			t.Fatal("parse -> marshal does not round-trip")
 		}
-		// Decrypting arbitrary bytes never panics and never succeeds by accident.
-		if _, err := e.Decrypt(context.Background(), &DecryptInput{CiphertextBlob: b}); err == nil && !bytes.Equal(b[2:38], []byte(blob.KeyID)) {
-			t.Fatal("decrypted a blob whose header does not match")
+		// Decrypting arbitrary bytes never panics, and only a blob the
+		// engine sealed opens, to what was sealed.
+		out, err := e.Decrypt(context.Background(), &DecryptInput{CiphertextBlob: b})
+		if err == nil {
+			want, ok := genuine[string(b)]
+			if !ok || !bytes.Equal(out.Plaintext, want) {
+				t.Fatalf("decrypted a blob the engine never sealed: % x", b)
+			}
 		}
 	})
 }
