@@ -36,10 +36,10 @@ demo: build envtest ## Run the main job end to end on a local control plane (see
 	go run ./hack/demo -n $(DEMO_N) -rekey bin/rekey
 
 .PHONY: test
-test: manifests generate fmt vet envtest ## Run unit tests and the envtest suites against a real kube-apiserver and etcd.
+test: manifests generate fmt vet envtest ## Run unit tests and the envtest suites (with the race detector) against a real kube-apiserver and etcd.
 	KUBEBUILDER_ASSETS="$$("$(ENVTEST)" use -i -p path $(ENVTEST_K8S_VERSION))" \
 	KUBEBUILDER_CONTROLPLANE_START_TIMEOUT=$(KUBEBUILDER_CONTROLPLANE_START_TIMEOUT) \
-	go test ./... -coverprofile cover.out $(TEST_ARGS)
+	go test -race ./... -coverprofile cover.out $(TEST_ARGS)
 
 KUBEBUILDER_CONTROLPLANE_START_TIMEOUT ?= 60s
 
