@@ -55,6 +55,26 @@ const (
 	CodeUnknownOperation    ErrorCode = "UnknownOperationException"
 )
 
+// Codes of rekey's own, for failures of a remote key service (the aws
+// provider) that are not an AWS error. Like every code ClassOf does not
+// list, each stops the run: retrying would not help, a person must look
+// (docs/kms.md, docs/providers.md).
+const (
+	// CodeInvalidResponse: the endpoint answered with something that is not
+	// a KMS response — an HTML page, a 404 from another HTTP server, a body
+	// that does not decode. The message names the endpoint and the HTTP
+	// status, never the body.
+	CodeInvalidResponse ErrorCode = "InvalidResponseException"
+	// CodeCredentials: the AWS credentials could not be resolved (no
+	// identity in the chain, a failing credential_process, an unreachable
+	// instance metadata service).
+	CodeCredentials ErrorCode = "CredentialsException"
+	// CodeRequestFailed: the call could not be made for another reason
+	// retrying does not fix (TLS, an invalid endpoint, a request that does
+	// not serialise or sign).
+	CodeRequestFailed ErrorCode = "RequestFailedException"
+)
+
 // Class says what a caller should do about an error.
 type Class int
 
