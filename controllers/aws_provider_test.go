@@ -33,11 +33,18 @@ import (
 	"github.com/rekey-dev/rekey/internal/testkms"
 )
 
-// awsRun sets up n Secrets under a fresh source key on srv, a destination
-// key, a credentials Secret and a KeyRotation with provider.aws pointing at
-// srv, runs the controller, and returns the finished rotation and a check
-// that every value decrypts under the destination.
-func awsRun(t *testing.T, srv *testkms.Server, n int) (*fixture, *rekeyv1alpha1.KeyRotation, func()) {
+// awsEnv is a namespace of n Secrets (two blobs each) under a fresh source
+// key on an AWS-compatible server, a destination key, and a credentials
+// Secret; the controller builds AWS providers for it.
+type awsEnv struct {
+	t        *testing.T
+	f        *fixture
+	srv      *testkms.Server
+	sdk      *awskms.Client
+	src, dst string // key ARNs
+}
+
+func newAWSEnv(t *testing.T, srv *testkms.Server, n int) *awsEnv {
 	t.Helper()
 	ctx := context.Background()
 	f := newFixture(t)
@@ -48,26 +55,23 @@ func awsRun(t *testing.T, srv *testkms.Server, n int) (*fixture, *rekeyv1alpha1.
 		return awsprovider.New(ctx, awsprovider.Options{Region: c.Region, Endpoint: c.Endpoint, RequestsPerSecond: 2000, MaxBackoff: 50 * time.Millisecond,
 			StaticCredentials: &awsprovider.StaticCredentials{AccessKeyID: c.AccessKeyID, SecretAccessKey: c.SecretAccessKey}})
 	}
-	sdk := srv.Client()
+	a := &awsEnv{t: t, f: f, srv: srv, sdk: srv.Client()}
 	tags := []types.Tag{{TagKey: aws.String(rekeyv1alpha1.KeyNamespacesTag), TagValue: aws.String("*")}}
-	src, err := sdk.CreateKey(ctx, &awskms.CreateKeyInput{Tags: tags})
+	src, err := a.sdk.CreateKey(ctx, &awskms.CreateKeyInput{Tags: tags})
 	if err != nil {
 		t.Fatal(err)
 	}
-	dst, err := sdk.CreateKey(ctx, &awskms.CreateKeyInput{Tags: tags})
+	dst, err := a.sdk.CreateKey(ctx, &awskms.CreateKeyInput{Tags: tags})
 	if err != nil {
 		t.Fatal(err)
 	}
+	a.src, a.dst = aws.ToString(src.KeyMetadata.Arn), aws.ToString(dst.KeyMetadata.Arn)
 	for i := range n {
 		name := fmt.Sprintf("aws-%03d", i)
 		data := map[string][]byte{}
 		for _, k := range []string{"a", "b"} {
 			pt := fmt.Sprintf("PLAINTEXT-%s-%s", name, k)
-			out, err := sdk.Encrypt(ctx, &awskms.EncryptInput{KeyId: src.KeyMetadata.KeyId, Plaintext: []byte(pt), EncryptionContext: billingCtx})
-			if err != nil {
-				t.Fatal(err)
-			}
-			data[k] = out.CiphertextBlob
+			data[k] = a.encrypt(a.src, pt)
 			f.plaintexts[name+"/"+k] = pt
 		}
 		f.createSecret(name, data, "*")
@@ -77,31 +81,72 @@ func awsRun(t *testing.T, srv *testkms.Server, n int) (*fixture, *rekeyv1alpha1.
 	if err := k8sClient.Create(ctx, creds); err != nil {
 		t.Fatal(err)
 	}
-	f.start(7)
-	f.rotation("aws", func(kr *rekeyv1alpha1.KeyRotation) {
-		kr.Spec.SourceKeyIDs = []string{aws.ToString(src.KeyMetadata.Arn)}
-		kr.Spec.DestinationKeyID = aws.ToString(dst.KeyMetadata.KeyId)
+	return a
+}
+
+func (a *awsEnv) encrypt(key, pt string) []byte {
+	a.t.Helper()
+	out, err := a.sdk.Encrypt(context.Background(), &awskms.EncryptInput{KeyId: aws.String(key), Plaintext: []byte(pt), EncryptionContext: billingCtx})
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	return out.CiphertextBlob
+}
+
+// rotation creates a KeyRotation from the source to the destination key
+// through the server.
+func (a *awsEnv) rotation(name string, mutate func(*rekeyv1alpha1.KeyRotation)) {
+	a.f.rotation(name, func(kr *rekeyv1alpha1.KeyRotation) {
+		kr.Spec.SourceKeyIDs = []string{a.src}
+		kr.Spec.DestinationKeyID = a.dst
 		kr.Spec.SourceEncryptionContext = billingCtx
 		kr.Spec.Provider = &rekeyv1alpha1.ProviderSpec{AWS: &rekeyv1alpha1.AWSProvider{
-			Region: testkms.Region, Endpoint: srv.URL, CredentialsSecretRef: &rekeyv1alpha1.LocalObjectReference{Name: "kms-creds"}}}
+			Region: testkms.Region, Endpoint: a.srv.URL, CredentialsSecretRef: &rekeyv1alpha1.LocalObjectReference{Name: "kms-creds"}}}
+		if mutate != nil {
+			mutate(kr)
+		}
 	})
-	kr := f.wait("aws", "finished", func(kr *rekeyv1alpha1.KeyRotation) bool {
-		return kr.Status.Phase == rekeyv1alpha1.PhaseSucceeded || kr.Status.Phase == rekeyv1alpha1.PhaseFailed
-	})
-	verify := func() {
-		t.Helper()
-		for sk, pt := range f.plaintexts {
-			name, key := sk[:len("aws-000")], sk[len("aws-000/"):]
-			out, err := sdk.Decrypt(ctx, &awskms.DecryptInput{CiphertextBlob: f.secret(name).Data[key], EncryptionContext: billingCtx})
-			if err != nil {
-				t.Fatalf("%s: %v", sk, err)
-			}
-			if string(out.Plaintext) != pt || aws.ToString(out.KeyId) != aws.ToString(dst.KeyMetadata.Arn) {
-				t.Fatalf("%s: under %s", sk, aws.ToString(out.KeyId))
-			}
+}
+
+// keyOf decrypts a value through the server and returns the key it is under.
+func (a *awsEnv) keyOf(name, key string, ec map[string]string) string {
+	a.t.Helper()
+	out, err := a.sdk.Decrypt(context.Background(), &awskms.DecryptInput{CiphertextBlob: a.f.secret(name).Data[key], EncryptionContext: ec})
+	if err != nil {
+		a.t.Fatalf("%s/%s: %v", name, key, err)
+	}
+	if want := a.f.plaintexts[name+"/"+key]; string(out.Plaintext) != want {
+		a.t.Fatalf("%s/%s: the plaintext changed", name, key)
+	}
+	return aws.ToString(out.KeyId)
+}
+
+// verify checks every value decrypts to what was written, under the
+// destination key.
+func (a *awsEnv) verify() {
+	a.t.Helper()
+	for sk := range a.f.plaintexts {
+		name, key := sk[:len("aws-000")], sk[len("aws-000/"):]
+		if got := a.keyOf(name, key, billingCtx); got != a.dst {
+			a.t.Fatalf("%s: under %s", sk, got)
 		}
 	}
-	return f, kr, verify
+}
+
+func finishedRun(kr *rekeyv1alpha1.KeyRotation) bool {
+	return finished(kr) && kr.Status.ObservedGeneration == kr.Generation
+}
+
+// awsRun runs a rotation over n Secrets through srv and returns the
+// finished rotation and a check that every value decrypts under the
+// destination.
+func awsRun(t *testing.T, srv *testkms.Server, n int) (*fixture, *rekeyv1alpha1.KeyRotation, func()) {
+	t.Helper()
+	a := newAWSEnv(t, srv, n)
+	a.f.start(7)
+	a.rotation("aws", nil)
+	kr := a.f.wait("aws", "finished", finishedRun)
+	return a.f, kr, a.verify
 }
 
 func TestAWSProviderThroughRekeyEndpoint(t *testing.T) {

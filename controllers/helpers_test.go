@@ -23,12 +23,16 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
@@ -50,13 +54,27 @@ type fixture struct {
 	// config is the controller's identity (default: the envtest admin).
 	config *rest.Config
 	// newAWS builds the AWS key service for provider.aws rotations (nil: none).
-	newAWS  func(ctx context.Context, c AWSConfig) (KeyService, error)
-	t       *testing.T
-	ns      string
-	engine  *kms.Engine
-	ks      *hookedKeyService
-	logs    *syncBuffer
-	updates *updateCounter
+	newAWS func(ctx context.Context, c AWSConfig) (KeyService, error)
+	// wrapReader, when set, wraps the controller's APIReader (to inject
+	// apiserver answers).
+	wrapReader func(client.Reader) client.Reader
+	// embedded, when set, replaces f.ks as the controller's embedded key service.
+	embedded KeyService
+	// keyServices is the controller's factory, once started.
+	keyServices *KeyServiceFactory
+	// cache is the manager's cache the controller reads KeyRotations from.
+	cache client.Reader
+	// clockOffset moves the controller's clock forward.
+	clockOffset atomic.Int64
+	// failStatusPatches makes the next N status patches that record a
+	// failure fail.
+	failStatusPatches atomic.Int32
+	t                 *testing.T
+	ns                string
+	engine            *kms.Engine
+	ks                *hookedKeyService
+	logs              *syncBuffer
+	updates           *updateCounter
 	// plaintexts the test wrote, by "secret/key", to verify against.
 	plaintexts map[string]string
 	contexts   map[string]map[string]string
@@ -169,13 +187,24 @@ func (f *fixture) start(pageSize int64) func() {
 	if err != nil {
 		f.t.Fatal(err)
 	}
+	reader := mgr.GetAPIReader()
+	if f.wrapReader != nil {
+		reader = f.wrapReader(reader)
+	}
+	var emb KeyService = f.ks
+	if f.embedded != nil {
+		emb = f.embedded
+	}
+	f.keyServices = &KeyServiceFactory{Embedded: emb, NewAWS: f.newAWS, Reader: mgr.GetAPIReader()}
 	r := &KeyRotationReconciler{
-		Client:      interceptor.NewClient(direct, f.updates.funcs()),
-		APIReader:   mgr.GetAPIReader(),
+		Client:      interceptor.NewClient(direct, f.updates.funcs(&f.failStatusPatches)),
+		Clock:       func() time.Time { return time.Now().Add(time.Duration(f.clockOffset.Load())) },
+		APIReader:   reader,
 		Recorder:    mgr.GetEventRecorder("rekey-test"),
 		PageSize:    pageSize,
-		KeyServices: (&KeyServiceFactory{Embedded: f.ks, NewAWS: f.newAWS, Reader: mgr.GetAPIReader()}).For,
+		KeyServices: f.keyServices,
 	}
+	f.cache = mgr.GetCache()
 	if err := r.SetupWithManager(mgr, 1); err != nil {
 		f.t.Fatal(err)
 	}
@@ -200,6 +229,8 @@ func (f *fixture) start(pageSize int64) func() {
 }
 
 // wait polls the KeyRotation until cond holds (bounded by a deadline).
+// Every status it sees must keep the counts' invariants: a checkpoint whose
+// counts do not add up fails the test wherever it is seen.
 func (f *fixture) wait(name string, what string, cond func(*rekeyv1alpha1.KeyRotation) bool) *rekeyv1alpha1.KeyRotation {
 	f.t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
@@ -208,6 +239,7 @@ func (f *fixture) wait(name string, what string, cond func(*rekeyv1alpha1.KeyRot
 		if err := k8sClient.Get(context.Background(), client.ObjectKey{Namespace: f.ns, Name: name}, kr); err != nil {
 			f.t.Fatal(err)
 		}
+		checkCounts(f.t, kr)
 		if cond(kr) {
 			return kr
 		}
@@ -216,6 +248,76 @@ func (f *fixture) wait(name string, what string, cond func(*rekeyv1alpha1.KeyRot
 		}
 		time.Sleep(50 * time.Millisecond) // polling the apiserver, bounded by the deadline
 	}
+}
+
+// checkCounts checks that a status's counts add up.
+func checkCounts(t *testing.T, kr *rekeyv1alpha1.KeyRotation) {
+	t.Helper()
+	b, s := kr.Status.Blobs, kr.Status.Secrets
+	if b.Total != b.Rotated+b.WouldRotate+b.Skipped+b.Failed {
+		t.Fatalf("blob counts do not add up: %+v", b)
+	}
+	if d := s.Rotated + s.WouldRotate + s.Skipped + s.Failed; d > s.Total || (finished(kr) && d != s.Total) {
+		t.Fatalf("Secret counts do not add up: %+v (phase %s)", s, kr.Status.Phase)
+	}
+	if kr.Spec.DryRun && kr.Status.ObservedGeneration == kr.Generation && (s.Rotated != 0 || b.Rotated != 0) {
+		t.Fatalf("a dry run counts Secrets as rotated: %+v %+v", s, b)
+	}
+}
+
+// underSource counts the blobs in the rotation's selected Secrets whose
+// header names one of its source keys (not at the destination's current
+// version), read straight from the apiserver and the engine.
+func (f *fixture) underSource(kr *rekeyv1alpha1.KeyRotation) int {
+	f.t.Helper()
+	sel := labels.Everything()
+	if kr.Spec.SecretSelector != nil {
+		var err error
+		if sel, err = metav1.LabelSelectorAsSelector(kr.Spec.SecretSelector); err != nil {
+			f.t.Fatal(err)
+		}
+	}
+	var list corev1.SecretList
+	if err := k8sClient.List(context.Background(), &list, client.InNamespace(f.ns), client.MatchingLabelsSelector{Selector: sel}); err != nil {
+		f.t.Fatal(err)
+	}
+	n := 0
+	for i := range list.Items {
+		s := &list.Items[i]
+		if !selected(s) {
+			continue
+		}
+		for _, k := range annotatedKeys(s) {
+			bk, err := f.engine.InspectBlob(s.Data[k])
+			if err != nil {
+				continue
+			}
+			dest := bk.KeyARN == kr.Status.ResolvedDestinationKeyARN
+			if contains(kr.Status.ResolvedSourceKeyARNs, bk.KeyARN) && (!dest || !bk.Current) {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// assertDrainedTruthful: SourceKeysDrained True only when no blob is under
+// a source key, read independently of the controller.
+func (f *fixture) assertDrainedTruthful(kr *rekeyv1alpha1.KeyRotation) {
+	f.t.Helper()
+	c := meta.FindStatusCondition(kr.Status.Conditions, rekeyv1alpha1.ConditionSourceKeysDrained)
+	if c != nil && c.Status == metav1.ConditionTrue {
+		if n := f.underSource(kr); n > 0 {
+			f.t.Fatalf("SourceKeysDrained is True while %d blobs are under a source key: %s", n, c.Message)
+		}
+	}
+}
+
+func drained(kr *rekeyv1alpha1.KeyRotation) metav1.ConditionStatus {
+	if c := meta.FindStatusCondition(kr.Status.Conditions, rekeyv1alpha1.ConditionSourceKeysDrained); c != nil {
+		return c.Status
+	}
+	return ""
 }
 
 func phaseIs(p rekeyv1alpha1.Phase) func(*rekeyv1alpha1.KeyRotation) bool {
@@ -304,16 +406,37 @@ type updateCounter struct {
 	n  map[string]int
 }
 
-func (u *updateCounter) funcs() interceptor.Funcs {
-	return interceptor.Funcs{Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
-		err := c.Update(ctx, obj, opts...)
-		if _, ok := obj.(*corev1.Secret); ok && err == nil {
-			u.mu.Lock()
-			u.n[obj.GetName()]++
-			u.mu.Unlock()
-		}
-		return err
-	}}
+// funcs counts Secret updates, and fails the status patches failPatches
+// asks for.
+func (u *updateCounter) funcs(failPatches *atomic.Int32) interceptor.Funcs {
+	return interceptor.Funcs{
+		Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
+			err := c.Update(ctx, obj, opts...)
+			if _, ok := obj.(*corev1.Secret); ok && err == nil {
+				u.mu.Lock()
+				u.n[obj.GetName()]++
+				u.mu.Unlock()
+			}
+			return err
+		},
+		SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
+			if kr, ok := obj.(*rekeyv1alpha1.KeyRotation); ok && len(kr.Status.Failures) > 0 && failPatches.Load() > 0 && failPatches.Add(-1) >= 0 {
+				return apierrors.NewServiceUnavailable("injected: the status patch failed")
+			}
+			return c.SubResource(sub).Patch(ctx, obj, patch, opts...)
+		},
+	}
+}
+
+// total returns how many Secret updates were made.
+func (u *updateCounter) total() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	n := 0
+	for _, v := range u.n {
+		n += v
+	}
+	return n
 }
 
 func (u *updateCounter) max() (string, int) {

@@ -19,16 +19,22 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
-	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -41,12 +47,17 @@ import (
 type KeyRotationReconciler struct {
 	// Client writes Secrets and status. It must not cache Secrets.
 	Client client.Client
-	// APIReader lists Secrets page by page straight from the apiserver.
+	// APIReader lists Secret metadata page by page and reads Secrets one at
+	// a time, straight from the apiserver.
 	APIReader client.Reader
-	Recorder  events.EventRecorder
-	// KeyServices returns the key service a rotation names.
-	KeyServices func(ctx context.Context, kr *rekeyv1alpha1.KeyRotation) (KeyService, error)
-	// PageSize bounds the Secrets listed, held and worked on per reconcile.
+	// Live reads KeyRotations from the manager's cache, to notice a pause or
+	// a spec change between Secrets (default: the manager's cache).
+	Live     client.Reader
+	Recorder events.EventRecorder
+	// KeyServices returns the key service a rotation names, and forgets
+	// what it keeps for a deleted rotation.
+	KeyServices KeyServiceSource
+	// PageSize bounds the Secret metadata listed per reconcile.
 	PageSize int64
 	// Clock is injectable for tests (default time.Now).
 	Clock func() time.Time
@@ -54,10 +65,23 @@ type KeyRotationReconciler struct {
 	// KeyRotation may only use keys whose rekey.dev/namespaces tag names its
 	// namespace (or "*").
 	IgnoreKeyNamespaces bool
+
+	// failingSince remembers, per rotation, when transient failures in a
+	// row began (a display matter: Reconciling, then Stalled).
+	failingSince sync.Map // types.NamespacedName -> time.Time
+}
+
+// KeyServiceSource is where the reconciler gets a rotation's key service.
+type KeyServiceSource interface {
+	For(ctx context.Context, kr *rekeyv1alpha1.KeyRotation) (KeyService, error)
+	// Forget drops what is kept for a rotation that was deleted.
+	Forget(key types.NamespacedName)
 }
 
 // SetupWithManager registers the reconciler. Only KeyRotations are watched:
 // Secrets are listed page by page when a rotation runs, never cached.
+// Failed reconciles back off from 1 s to at most a minute, so a stalled
+// rotation looks again every minute.
 func (r *KeyRotationReconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrentRotations int) error {
 	if r.PageSize <= 0 {
 		r.PageSize = 1000
@@ -65,54 +89,73 @@ func (r *KeyRotationReconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrent
 	if r.Clock == nil {
 		r.Clock = time.Now
 	}
+	if r.Live == nil {
+		r.Live = mgr.GetCache()
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&rekeyv1alpha1.KeyRotation{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
-		WithOptions(controller.Options{MaxConcurrentReconciles: maxConcurrentRotations}).
+		WithOptions(controller.Options{
+			MaxConcurrentReconciles: maxConcurrentRotations,
+			RateLimiter:             workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](time.Second, stallRecheck),
+		}).
 		Named("keyrotation").
 		Complete(r)
 }
 
+// stallRecheck is the longest wait before a stalled rotation looks again
+// whether the cause (a disabled key, say) went away.
+const stallRecheck = time.Minute
+
 // Reconcile moves one rotation forward by one page of Secrets: fetch, then
-// the ordered steps below, and one status patch in the defer.
+// the ordered steps below, and one status patch in the defer; the Events of
+// the reconcile are sent only once that patch has saved what they report.
 func (r *KeyRotationReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
-	log := logf.FromContext(ctx)
 	kr := &rekeyv1alpha1.KeyRotation{}
 	if err := r.Client.Get(ctx, req.NamespacedName, kr); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.forget(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	orig := kr.DeepCopy()
+	rn := &run{kr: kr}
 	defer func() {
-		result, retErr = r.summarize(kr, result, retErr)
+		result, retErr = r.summarize(rn, result, retErr)
 		if err := r.patchStatus(ctx, orig, kr); err != nil {
 			retErr = kerrors.NewAggregate([]error{retErr, err})
+			return // the checkpoint was not saved: neither are its Events sent
 		}
+		r.send(rn)
 	}()
 
-	if r.startNewRunIfSpecChanged(kr) {
-		log.Info("spec changed after the run ended; starting a new run")
+	// 1. A new run begins when the spec (but paused and maxConcurrency)
+	// changed or a re-run was requested. Its identity is saved before any
+	// Secret is written with it.
+	if r.beginRun(rn) && !kr.Spec.Paused {
+		return ctrl.Result{RequeueAfter: time.Millisecond}, nil
 	}
-	if isTerminal(kr) {
-		return ctrl.Result{}, nil
-	}
+	// 2. Paused: nothing moves. A finished run's record stays as it is.
 	if kr.Spec.Paused {
 		return ctrl.Result{}, nil
 	}
-	ks, err := r.KeyServices(ctx, kr)
-	if err != nil {
+	// 3. A finished run only re-verifies, read-only, on its schedule.
+	if finished(kr) {
+		if err := r.connect(ctx, rn, false); err != nil {
+			return ctrl.Result{}, err
+		}
+		return r.reverify(ctx, rn)
+	}
+	// 4. The key service, the pinned keys, and their policy for this namespace.
+	if err := r.connect(ctx, rn, true); err != nil {
 		return ctrl.Result{}, err
 	}
-	if err := ks.Refresh(ctx); err != nil {
-		return ctrl.Result{}, fmt.Errorf("refreshing the key service: %w", err)
-	}
-	run, err := r.resolveKeys(ctx, kr, ks)
-	if err != nil {
+	// 5. Count the selected Secrets once per run.
+	if err := r.start(ctx, rn); err != nil {
 		return ctrl.Result{}, err
 	}
-	if err := r.start(ctx, kr, run); err != nil {
-		return ctrl.Result{}, err
-	}
-	done, err := r.processPage(ctx, kr, run)
+	// 6. One page.
+	done, err := r.processPage(ctx, rn)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -120,8 +163,41 @@ func (r *KeyRotationReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		// The next page, straight away: the status patch in the defer is the checkpoint.
 		return ctrl.Result{RequeueAfter: time.Millisecond}, nil
 	}
-	r.finish(ctx, kr, run)
+	// 7. The end of the run, and the read that decides SourceKeysDrained.
+	if err := r.finish(ctx, rn); err != nil {
+		return ctrl.Result{}, err
+	}
+	if every := verifyInterval(kr); every > 0 {
+		return ctrl.Result{RequeueAfter: every}, nil
+	}
 	return ctrl.Result{}, nil
+}
+
+// send sends the Events a reconcile queued.
+func (r *KeyRotationReconciler) send(rn *run) {
+	if r.Recorder == nil {
+		return
+	}
+	for _, e := range rn.events {
+		var related runtime.Object
+		if e.secret != "" {
+			related = &corev1.Secret{
+				TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
+				ObjectMeta: metav1.ObjectMeta{Namespace: rn.kr.Namespace, Name: e.secret},
+			}
+		}
+		r.Recorder.Eventf(rn.kr, related, e.eventType, e.reason, e.action, "%s", e.note)
+	}
+}
+
+// forget drops everything the operator keeps for a deleted rotation.
+func (r *KeyRotationReconciler) forget(key types.NamespacedName) {
+	metricSecretsRemaining.DeleteLabelValues(key.Namespace, key.Name)
+	metricSourceKeyBlobs.DeleteLabelValues(key.Namespace, key.Name)
+	r.failingSince.Delete(key)
+	if r.KeyServices != nil {
+		r.KeyServices.Forget(key)
+	}
 }
 
 // patchStatus writes the status with a merge patch (never an Update), once
@@ -145,32 +221,69 @@ func (r *KeyRotationReconciler) patchStatus(ctx context.Context, orig, kr *rekey
 }
 
 // summarize turns the outcome of the steps into phase, conditions and the
-// result: stalls become the Stalled condition and a recheck later (or a
-// terminal error when only a spec change can help).
-func (r *KeyRotationReconciler) summarize(kr *rekeyv1alpha1.KeyRotation, res ctrl.Result, err error) (ctrl.Result, error) {
+// result. A stall stops the run (Stalled; rechecked with backoff, or a
+// terminal error when only a spec change can help). A waiting error shows
+// in Reconciling with its reason, and as Stalled once it has lasted
+// transientStallAfter. Both are returned as errors, so they count in
+// controller_runtime_reconcile_errors_total. On a finished run, an error
+// can only come from its verification: SourceKeysDrained is Unknown, the
+// record stays, and it is tried again later.
+func (r *KeyRotationReconciler) summarize(rn *run, res ctrl.Result, err error) (ctrl.Result, error) {
+	kr := rn.kr
+	key := types.NamespacedName{Namespace: kr.Namespace, Name: kr.Name}
 	kr.Status.ObservedGeneration = kr.Generation
+	setProgress(kr)
+	if err == nil {
+		r.failingSince.Delete(key)
+	}
+	switch {
+	case finished(kr) && err != nil:
+		setCondition(kr, rekeyv1alpha1.ConditionSourceKeysDrained, metav1.ConditionUnknown, ReasonVerifyFailed,
+			fmt.Sprintf("the Secrets could not be verified: %v", err))
+		return ctrl.Result{RequeueAfter: stallRecheck}, nil
+	case finished(kr):
+		return res, nil
+	case err == nil && kr.Spec.Paused:
+		kr.Status.Phase = rekeyv1alpha1.PhasePaused
+		markPaused(kr)
+		return res, nil
+	case err == nil:
+		kr.Status.Phase = rekeyv1alpha1.PhaseRunning
+		if kr.Status.StartTime == nil {
+			kr.Status.Phase = rekeyv1alpha1.PhasePending
+		}
+		msg := fmt.Sprintf("%s Secrets done", kr.Status.Progress)
+		if kr.Spec.DryRun {
+			msg = fmt.Sprintf("dry run: %s Secrets planned", kr.Status.Progress)
+		}
+		markReconciling(kr, ReasonProgressing, msg)
+		return res, nil
+	}
+	err = asStepError(err, "reconciling")
 	if s, ok := asStall(err); ok {
-		markStalled(kr, s.Reason, s.Message)
-		r.event(kr, "Warning", s.Reason, "Stalled", "%s", s.Message)
+		r.stalled(rn, s.Reason, s.Error())
 		if s.Terminal {
 			return ctrl.Result{}, reconcile.TerminalError(err)
 		}
-		return ctrl.Result{RequeueAfter: stallRecheck}, nil
+		return ctrl.Result{}, err
 	}
-	setProgress(kr)
-	switch {
-	case err != nil:
-		// Transient: keep the conditions, let the workqueue back off.
-	case kr.Spec.Paused && !isTerminal(kr):
-		markPaused(kr)
-	case !isTerminal(kr):
-		markReconciling(kr)
+	w, _ := asWaiting(err)
+	first, _ := r.failingSince.LoadOrStore(key, r.Clock())
+	if since := first.(time.Time); r.Clock().Sub(since) >= transientStallAfter {
+		r.stalled(rn, w.Reason, fmt.Sprintf("failing since %s, retrying: %v", since.UTC().Format(time.RFC3339), w))
+	} else {
+		markReconciling(kr, w.Reason, fmt.Sprintf("retrying: %v", w))
 	}
-	return res, err
+	return ctrl.Result{}, err
 }
 
-func (r *KeyRotationReconciler) event(kr *rekeyv1alpha1.KeyRotation, eventType, reason, action, format string, args ...any) {
-	if r.Recorder != nil {
-		r.Recorder.Eventf(kr, nil, eventType, reason, action, format, args...)
+// stalled marks a run in progress Stalled, with a Warning Event when it
+// was not already stalled for the same reason.
+func (r *KeyRotationReconciler) stalled(rn *run, reason, msg string) {
+	kr := rn.kr
+	if c := meta.FindStatusCondition(kr.Status.Conditions, rekeyv1alpha1.ConditionStalled); c == nil || c.Status != metav1.ConditionTrue || c.Reason != reason {
+		rn.event(corev1.EventTypeWarning, reason, "Stall", "%s", msg)
 	}
+	kr.Status.Phase = rekeyv1alpha1.PhaseStalled
+	markStalled(kr, reason, msg)
 }

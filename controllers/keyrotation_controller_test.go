@@ -22,7 +22,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -117,9 +119,10 @@ func TestRotationAcrossKeys(t *testing.T) {
 		t.Fatalf("kstatus: %s, want Current", got)
 	}
 	f.verify(newKey)
-	if f.secret("app-000").Annotations[rekeyv1alpha1.RotatedByAnnotation] != string(kr.UID) {
-		t.Fatal("rotated Secret not marked with the rotation's UID")
+	if got := f.secret("app-000").Annotations[rekeyv1alpha1.RotatedByAnnotation]; got != string(kr.UID)+"/"+kr.Status.Run.ID {
+		t.Fatalf("rotated Secret marked %q, not with the rotation's UID and run", got)
 	}
+	f.assertDrainedTruthful(kr)
 	if f.secret("other-team").ResourceVersion != otherRV || f.secret("plain").ResourceVersion != plainRV {
 		t.Fatal("a Secret outside the selection was written")
 	}
@@ -225,12 +228,11 @@ func TestConcurrentWriterIsNotLost(t *testing.T) {
 	newKey := f.key("alias/new")
 	f.secrets(3, "alias/old", nil)
 	target := f.secret("app-001").Data["password"]
-	written := false
+	var written atomic.Bool
 	f.ks.setHook(func(_ int, in *kms.ReEncryptInput) error {
-		if written || !bytes.Equal(in.CiphertextBlob, target) {
+		if !bytes.Equal(in.CiphertextBlob, target) || written.Swap(true) {
 			return nil
 		}
-		written = true
 		// An application writes a new value while the rotation holds the old one.
 		s := f.secret("app-001")
 		s.Data["password"] = f.encrypt("alias/old", "PLAINTEXT-new-value", nil)
@@ -240,7 +242,7 @@ func TestConcurrentWriterIsNotLost(t *testing.T) {
 	f.start(10)
 	f.rotation("r", nil)
 	kr := f.wait("r", "Succeeded", phaseIs(rekeyv1alpha1.PhaseSucceeded))
-	if !written {
+	if !written.Load() {
 		t.Fatal("the concurrent write never happened")
 	}
 	if kr.Status.Secrets != (rekeyv1alpha1.SecretCounts{Total: 3, Rotated: 3}) || kr.Status.Blobs.Rotated != 9 {
@@ -348,8 +350,26 @@ func TestDryRunWritesNothing(t *testing.T) {
 			t.Fatalf("dry run wrote Secret %s", name)
 		}
 	}
-	if kr.Status.Secrets != (rekeyv1alpha1.SecretCounts{Total: 8, Rotated: 8}) || kr.Status.Blobs.Rotated != 24 {
+	if kr.Status.Secrets != (rekeyv1alpha1.SecretCounts{Total: 8, WouldRotate: 8}) || kr.Status.Blobs != (rekeyv1alpha1.BlobCounts{Total: 24, WouldRotate: 24}) {
 		t.Fatalf("plan: %+v %+v", kr.Status.Secrets, kr.Status.Blobs)
+	}
+	if c := condition(kr, rekeyv1alpha1.ConditionSourceKeysDrained); c == nil || c.Status != metav1.ConditionFalse {
+		t.Fatalf("a dry run left every blob under the source key, but SourceKeysDrained says %+v", c)
+	}
+	// A dry run says what it would do, never that it rotated anything.
+	var evs corev1.EventList
+	if err := k8sClient.List(context.Background(), &evs, client.InNamespace(f.ns)); err != nil {
+		t.Fatal(err)
+	}
+	texts := make([]string, 0, 1+len(evs.Items))
+	texts = append(texts, condition(kr, rekeyv1alpha1.ConditionReady).Message)
+	for _, e := range evs.Items {
+		texts = append(texts, e.Message)
+	}
+	for _, txt := range texts {
+		if strings.Contains(txt, "rotated") || strings.Contains(txt, "rotating") {
+			t.Fatalf("dry-run status or Event says it rotated: %q", txt)
+		}
 	}
 	if c := condition(kr, rekeyv1alpha1.ConditionReady); c == nil || c.Reason != ReasonDryRunComplete {
 		t.Fatalf("Ready: %+v", c)
@@ -459,14 +479,16 @@ func TestManyFailuresAreBounded(t *testing.T) {
 	if err := k8sClient.List(context.Background(), &evs, client.InNamespace(f.ns)); err != nil {
 		t.Fatal(err)
 	}
-	n := 0
-	for _, e := range evs.Items {
-		if e.Reason == ReasonUndeclaredSource {
-			n += int(max(e.Count, 1))
+	// One Event per listed failure, each naming its Secret: none collapsed.
+	named := map[string]bool{}
+	f.eventually("one Event per listed failure", func() bool {
+		for _, e := range f.events(ReasonUndeclaredSource) {
+			named[e.Message] = true
 		}
-	}
-	if n == 0 || n > maxFailures {
-		t.Fatalf("%d failure Events, want 1..%d", n, maxFailures)
+		return len(named) >= maxFailures
+	})
+	if len(named) != maxFailures {
+		t.Fatalf("%d distinct failure Events, want %d", len(named), maxFailures)
 	}
 }
 

@@ -27,17 +27,16 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	rekeyv1alpha1 "github.com/rekey-dev/rekey/api/v1alpha1"
-	"github.com/rekey-dev/rekey/internal/kms"
 )
 
-// run is what one reconcile knows about the rotation it works on.
+// run is what one reconcile knows about the rotation it works on, and the
+// Events it will send once its checkpoint is saved.
 type run struct {
 	kr        *rekeyv1alpha1.KeyRotation
 	ks        KeyService
@@ -48,79 +47,133 @@ type run struct {
 	// source is declared: the pinned ARN, never the alias.
 	sourceKeyID string
 	dest        string
+
+	events []pendingEvent
 }
 
-// resolveKeys resolves the source and destination keys once, at the start
-// of a run, and pins their ARNs in status: a repointed alias cannot change a
-// running rotation. Later reconciles use the pinned ARNs. Sets no condition;
-// a key that does not resolve stalls the run.
-func (r *KeyRotationReconciler) resolveKeys(ctx context.Context, kr *rekeyv1alpha1.KeyRotation, ks KeyService) (*run, error) {
+type pendingEvent struct {
+	eventType, reason, action, note string
+	// secret, when set, is the Secret the Event is about: its "related"
+	// object, which also keeps the recorder from folding the failures of
+	// different Secrets into one Event series.
+	secret string
+}
+
+// event queues an Event; it is sent only after the status patch that
+// records what it reports has succeeded.
+func (rn *run) event(eventType, reason, action, format string, args ...any) {
+	rn.events = append(rn.events, pendingEvent{eventType: eventType, reason: reason, action: action, note: fmt.Sprintf(format, args...)})
+}
+
+// secretEvent queues an Event about one Secret.
+func (rn *run) secretEvent(secret, eventType, reason, action, format string, args ...any) {
+	rn.events = append(rn.events, pendingEvent{eventType: eventType, reason: reason, action: action,
+		note: fmt.Sprintf(format, args...), secret: secret})
+}
+
+// runID is the id of the run in progress.
+func (rn *run) runID() string {
+	if rn.kr.Status.Run == nil {
+		return ""
+	}
+	return rn.kr.Status.Run.ID
+}
+
+// connect selects the key service, refreshes it and resolves the keys. The
+// keys are resolved once per run and pinned in status (a repointed alias
+// cannot change a running rotation), but the key policy (the keys'
+// namespaces) is checked against the key service at every reconcile, for
+// every pinned key: status is a record, never an authority. checkPolicy is
+// false only for the read-only re-verification of a finished run, which
+// makes no key operation for the namespace.
+func (r *KeyRotationReconciler) connect(ctx context.Context, rn *run, checkPolicy bool) error {
+	kr := rn.kr
 	sel, err := metav1.LabelSelectorAsSelector(kr.Spec.SecretSelector)
 	if err != nil {
-		return nil, &stallError{Reason: ReasonInvalidSelector, Message: err.Error(), Terminal: true}
+		return &stallError{Reason: ReasonInvalidSelector, Err: err, Terminal: true}
 	}
 	if kr.Spec.SecretSelector == nil {
 		sel = labels.Everything()
 	}
-	rn := &run{kr: kr, ks: ks, selector: sel, sources: map[string]bool{}}
+	rn.selector = sel
+	ks, err := r.KeyServices.For(ctx, kr)
+	if err != nil {
+		return asStepError(err, "selecting the key service")
+	}
+	rn.ks = ks
 	if in, ok := ks.(BlobInspector); ok {
 		rn.inspector = in
 	}
-	describe := func(id string) (string, error) {
-		arn, _, err := ks.DescribeKey(ctx, id)
-		if err != nil {
-			if kms.ClassOfError(err) == kms.ClassRetry {
-				return "", fmt.Errorf("resolving key %s: %w", id, err)
+	if err := ks.Refresh(ctx); err != nil {
+		return asStepError(err, "refreshing the key service")
+	}
+	dest, srcs := kr.Status.ResolvedDestinationKeyARN, kr.Status.ResolvedSourceKeyARNs
+	pinned := dest != ""
+	if !pinned {
+		if dest, srcs, err = resolveKeys(ctx, rn); err != nil {
+			return err
+		}
+	}
+	if checkPolicy && !r.IgnoreKeyNamespaces {
+		for _, arn := range append([]string{dest}, srcs...) {
+			if err := allowsNamespace(ctx, ks, arn, kr.Namespace); err != nil {
+				return err
 			}
-			return "", stall(reasonOf(err), "key %s: %v", id, err)
+		}
+	}
+	if !pinned { // only keys the namespace may use are pinned
+		kr.Status.ResolvedDestinationKeyARN, kr.Status.ResolvedSourceKeyARNs = dest, srcs
+	}
+	rn.dest = dest
+	rn.sources = map[string]bool{}
+	for _, s := range srcs {
+		rn.sources[s] = true
+	}
+	if len(srcs) == 1 {
+		rn.sourceKeyID = srcs[0]
+	}
+	return nil
+}
+
+// resolveKeys resolves the spec's key ids to ARNs. A key that does not
+// resolve stalls the run.
+func resolveKeys(ctx context.Context, rn *run) (dest string, srcs []string, err error) {
+	kr := rn.kr
+	describe := func(id string) (string, error) {
+		cctx, cancel := context.WithTimeout(ctx, callTimeout)
+		defer cancel()
+		arn, _, err := rn.ks.DescribeKey(cctx, id)
+		if err != nil {
+			return "", asStepError(err, "resolving key "+id)
 		}
 		return arn, nil
 	}
-	if kr.Status.ResolvedDestinationKeyARN == "" {
-		dest, err := describe(kr.Spec.DestinationKeyID)
+	if dest, err = describe(kr.Spec.DestinationKeyID); err != nil {
+		return "", nil, err
+	}
+	srcs = make([]string, 0, len(kr.Spec.SourceKeyIDs))
+	for _, id := range kr.Spec.SourceKeyIDs {
+		arn, err := describe(id)
 		if err != nil {
-			return nil, err
+			return "", nil, err
 		}
-		srcs := make([]string, 0, len(kr.Spec.SourceKeyIDs))
-		for _, id := range kr.Spec.SourceKeyIDs {
-			arn, err := describe(id)
-			if err != nil {
-				return nil, err
-			}
-			if !slices.Contains(srcs, arn) {
-				srcs = append(srcs, arn)
-			}
+		if !slices.Contains(srcs, arn) {
+			srcs = append(srcs, arn)
 		}
-		if !r.IgnoreKeyNamespaces {
-			for _, arn := range append([]string{dest}, srcs...) {
-				if err := allowsNamespace(ctx, ks, arn, kr.Namespace); err != nil {
-					return nil, err
-				}
-			}
-		}
-		kr.Status.ResolvedDestinationKeyARN, kr.Status.ResolvedSourceKeyARNs = dest, srcs
 	}
-	rn.dest = kr.Status.ResolvedDestinationKeyARN
-	for _, s := range kr.Status.ResolvedSourceKeyARNs {
-		rn.sources[s] = true
-	}
-	if len(kr.Status.ResolvedSourceKeyARNs) == 1 {
-		rn.sourceKeyID = kr.Status.ResolvedSourceKeyARNs[0]
-	}
-	return rn, nil
+	return dest, srcs, nil
 }
 
 // allowsNamespace is the confused-deputy guard: the operator uses a key for a
 // namespace's KeyRotation only when the key's rekey.dev/namespaces tag names
 // that namespace (or "*"). Whoever may tag the key decides; a namespace
-// cannot grant itself a key. Checked once, when the keys are pinned.
+// cannot grant itself a key.
 func allowsNamespace(ctx context.Context, ks KeyService, arn, ns string) error {
-	tags, err := ks.KeyTags(ctx, arn)
+	cctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	tags, err := ks.KeyTags(cctx, arn)
 	if err != nil {
-		if kms.ClassOfError(err) == kms.ClassRetry {
-			return fmt.Errorf("reading the tags of key %s: %w", arn, err)
-		}
-		return stall(reasonOf(err), "reading the tags of key %s: %v", arn, err)
+		return asStepError(err, "reading the tags of key "+arn)
 	}
 	for n := range strings.SplitSeq(tags[rekeyv1alpha1.KeyNamespacesTag], ",") {
 		if n = strings.TrimSpace(n); n == ns || n == "*" {
@@ -137,22 +190,38 @@ func selected(s metav1.Object) bool {
 	return ok
 }
 
-// start begins a run: it counts the selected Secrets from their metadata
-// alone (page by page; no data is read), so progress has a denominator, and
-// sets phase Running and StartTime. Runs once per run.
-func (r *KeyRotationReconciler) start(ctx context.Context, kr *rekeyv1alpha1.KeyRotation, rn *run) error {
+// listPage lists one page of Secret metadata (no data: unrelated Secrets,
+// however large, never enter the heap), with the rotation's selector.
+func (r *KeyRotationReconciler) listPage(ctx context.Context, rn *run, cont string) (*metav1.PartialObjectMetadataList, error) {
+	list := &metav1.PartialObjectMetadataList{}
+	list.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("SecretList"))
+	err := r.APIReader.List(ctx, list, client.InNamespace(rn.kr.Namespace), client.Limit(r.PageSize),
+		client.Continue(cont), client.MatchingLabelsSelector{Selector: rn.selector})
+	return list, err
+}
+
+// getSecret reads one listed Secret, at least as new as the listing saw it
+// (the apiserver serves that from its watch cache).
+func (r *KeyRotationReconciler) getSecret(ctx context.Context, m *metav1.PartialObjectMetadata) (*corev1.Secret, error) {
+	s := &corev1.Secret{}
+	err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: m.Name}, s,
+		&client.GetOptions{Raw: &metav1.GetOptions{ResourceVersion: m.ResourceVersion}})
+	return s, err
+}
+
+// start begins the work of a run: it counts the selected Secrets from their
+// metadata alone, so progress has a denominator, and sets StartTime. Once
+// per run; sends Started.
+func (r *KeyRotationReconciler) start(ctx context.Context, rn *run) error {
+	kr := rn.kr
 	if kr.Status.StartTime != nil {
 		return nil
 	}
 	var total int64
-	cont := ""
-	for {
-		list := &metav1.PartialObjectMetadataList{}
-		list.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("SecretList"))
-		err := r.APIReader.List(ctx, list, client.InNamespace(kr.Namespace), client.Limit(500),
-			client.Continue(cont), client.MatchingLabelsSelector{Selector: rn.selector})
+	for cont := ""; ; {
+		list, err := r.listPage(ctx, rn, cont)
 		if err != nil {
-			return fmt.Errorf("counting Secrets: %w", err)
+			return asStepError(err, "counting Secrets")
 		}
 		for i := range list.Items {
 			if selected(&list.Items[i]) {
@@ -165,245 +234,247 @@ func (r *KeyRotationReconciler) start(ctx context.Context, kr *rekeyv1alpha1.Key
 	}
 	now := metav1.NewTime(r.Clock())
 	kr.Status.StartTime = &now
-	kr.Status.Phase = rekeyv1alpha1.PhaseRunning
 	kr.Status.Secrets.Total = total
-	r.event(kr, corev1.EventTypeNormal, ReasonStarted, "Start",
-		"rotating %d Secrets from %v to %s with the %s key service", total, kr.Status.ResolvedSourceKeyARNs, kr.Status.ResolvedDestinationKeyARN, rn.ks.Name())
+	if kr.Spec.DryRun {
+		rn.event(corev1.EventTypeNormal, ReasonStarted, "Start",
+			"dry run %s: planning over %d Secrets from %v to %s with the %s key service; nothing will be written",
+			rn.runID(), total, kr.Status.ResolvedSourceKeyARNs, rn.dest, rn.ks.Name())
+		return nil
+	}
+	rn.event(corev1.EventTypeNormal, ReasonStarted, "Start", "run %s: rotating %d Secrets from %v to %s with the %s key service",
+		rn.runID(), total, kr.Status.ResolvedSourceKeyARNs, rn.dest, rn.ks.Name())
 	return nil
 }
 
 // pageTally adds up the outcomes of one page; it is committed to status only
 // when the whole page is done, so a page cut short is redone in full and
-// counted once.
+// counted once (the Secrets it wrote carry the run's mark).
 type pageTally struct {
-	mu        sync.Mutex
-	secrets   rekeyv1alpha1.SecretCounts
-	blobs     rekeyv1alpha1.BlobCounts
-	failures  []rekeyv1alpha1.Failure
-	rotated   []string // names of the Secrets rotated (or, in a dry run, to rotate)
-	inventory map[invKey]int64
-	err       error
+	mu       sync.Mutex
+	secrets  rekeyv1alpha1.SecretCounts
+	blobs    rekeyv1alpha1.BlobCounts
+	failures []rekeyv1alpha1.Failure
+	ok       map[string]bool // Secrets that went through
+	sample   []string        // Secrets a dry run would rotate
+	err      error
+	cancel   context.CancelFunc
 }
-
-type invKey struct{ arn, material string }
 
 func (t *pageTally) add(res secretResult) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.err != nil {
+		return // the page is aborting: nothing more counts
+	}
 	if res.err != nil {
-		if t.err == nil {
-			t.err = res.err
-		}
+		t.err = res.err
+		t.cancel() // stop the page at once: no further KMS call for it
 		return
 	}
 	switch res.kind {
 	case resultRotated:
 		t.secrets.Rotated++
-		t.rotated = append(t.rotated, res.secret)
+	case resultWouldRotate:
+		t.secrets.WouldRotate++
+		t.sample = append(t.sample, res.secret)
 	case resultSkipped:
 		t.secrets.Skipped++
 	case resultFailed:
 		t.secrets.Failed++
 	}
+	if res.kind != resultFailed {
+		t.ok[res.secret] = true
+	}
 	t.blobs.Total += res.blobs.Total
 	t.blobs.Rotated += res.blobs.Rotated
+	t.blobs.WouldRotate += res.blobs.WouldRotate
 	t.blobs.Skipped += res.blobs.Skipped
 	t.blobs.Failed += res.blobs.Failed
 	if res.failure != nil {
 		t.failures = append(t.failures, *res.failure)
 	}
-	for k, n := range res.inventory {
-		t.inventory[k] += n
-	}
 }
 
-// processPage lists the next page of Secrets (limit/continue, straight from
-// the apiserver), rotates the selected ones on a bounded pool of workers, and
-// commits the page's counts and continue token to status. Reports whether
-// the listing is complete.
-func (r *KeyRotationReconciler) processPage(ctx context.Context, kr *rekeyv1alpha1.KeyRotation, rn *run) (bool, error) {
+// forEach runs fn on the selected items on n workers. Before each item it
+// stops dispatching when ctx is done or stop says so; items already handed
+// to a worker finish. Reports whether every selected item was dispatched.
+func forEach(ctx context.Context, items []metav1.PartialObjectMetadata, n int, stop func() bool, fn func(*metav1.PartialObjectMetadata)) bool {
+	work := make(chan *metav1.PartialObjectMetadata)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			for m := range work {
+				fn(m)
+			}
+		})
+	}
+	complete := true
+	for i := range items {
+		if !selected(&items[i]) {
+			continue
+		}
+		if ctx.Err() != nil || stop() {
+			complete = false
+			break
+		}
+		select {
+		case work <- &items[i]:
+		case <-ctx.Done():
+			complete = false
+		}
+		if !complete {
+			break
+		}
+	}
+	close(work)
+	wg.Wait()
+	return complete
+}
+
+// interrupted reports why the run must stop between Secrets: the rotation
+// was paused, deleted, or its spec changed (a new run begins). It reads the
+// manager's cache, so checking before every Secret costs no request.
+func (r *KeyRotationReconciler) interrupted(ctx context.Context, rn *run) string {
+	live := &rekeyv1alpha1.KeyRotation{}
+	if err := r.Live.Get(ctx, client.ObjectKeyFromObject(rn.kr), live); err != nil {
+		if apierrors.IsNotFound(err) {
+			return "deleted"
+		}
+		return ""
+	}
+	switch {
+	case live.UID != rn.kr.UID:
+		return "deleted"
+	case live.Spec.Paused:
+		return "paused"
+	case specDigest(live.Spec) != rn.kr.Status.Run.SpecDigest:
+		return "spec changed"
+	}
+	return ""
+}
+
+// processPage lists the next page of Secret metadata, rotates the selected
+// Secrets on a bounded pool of workers (each one read, re-encrypted and
+// written on its own, so memory is bounded by bytes, not by the page), and
+// commits the page's counts and continue token to status. A stop-the-run
+// error stops the page at once; a pause or spec change stops it between
+// Secrets; either way nothing of the page is committed. Reports whether the
+// listing is complete.
+func (r *KeyRotationReconciler) processPage(ctx context.Context, rn *run) (bool, error) {
+	kr := rn.kr
+	st := &kr.Status
 	start := time.Now()
-	list := &corev1.SecretList{}
-	err := r.APIReader.List(ctx, list, client.InNamespace(kr.Namespace), client.Limit(r.PageSize),
-		client.Continue(kr.Status.Continue), client.MatchingLabelsSelector{Selector: rn.selector})
+	list, err := r.listPage(ctx, rn, st.Continue)
 	if apierrors.IsResourceExpired(err) {
 		// The continue token outlived etcd's compaction: list again from the
 		// start and count again; Secrets this run already rotated carry its
 		// mark and count as rotated without being written again.
 		restartPass(kr)
-		r.event(kr, corev1.EventTypeNormal, ReasonListRestarted, "List", "the list checkpoint expired; counting again from the first Secret")
+		rn.event(corev1.EventTypeNormal, ReasonListRestarted, "List", "the list checkpoint expired; counting again from the first Secret")
 		return false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("listing Secrets: %w", err)
+		return false, asStepError(err, "listing Secrets")
 	}
 
-	listed := time.Since(start)
-	tally := &pageTally{inventory: map[invKey]int64{}}
-	workers := int(cmp.Or(kr.Spec.MaxConcurrency, 8))
-	work := make(chan *corev1.Secret)
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for s := range work {
-				tally.add(r.rotateSecret(ctx, rn, s))
-			}
-		}()
-	}
-	for i := range list.Items {
-		if selected(&list.Items[i]) {
-			work <- &list.Items[i]
-		}
-	}
-	close(work)
-	wg.Wait()
+	pageCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	tally := &pageTally{ok: map[string]bool{}, cancel: cancel}
+	why := ""
+	complete := forEach(pageCtx, list.Items, int(cmp.Or(kr.Spec.MaxConcurrency, 8)),
+		func() bool { why = r.interrupted(ctx, rn); return why != "" },
+		func(m *metav1.PartialObjectMetadata) { tally.add(r.rotateSecret(pageCtx, rn, m)) })
 	if tally.err != nil {
 		return false, tally.err
 	}
+	if err := ctx.Err(); err != nil {
+		return false, asStepError(err, "rotating a page")
+	}
+	if !complete {
+		logf.FromContext(ctx).Info("page interrupted between Secrets; it will be redone", "why", why)
+		return false, nil
+	}
 
-	st := &kr.Status
 	st.Secrets.Rotated += tally.secrets.Rotated
+	st.Secrets.WouldRotate += tally.secrets.WouldRotate
 	st.Secrets.Skipped += tally.secrets.Skipped
 	st.Secrets.Failed += tally.secrets.Failed
 	st.Blobs.Total += tally.blobs.Total
 	st.Blobs.Rotated += tally.blobs.Rotated
+	st.Blobs.WouldRotate += tally.blobs.WouldRotate
 	st.Blobs.Skipped += tally.blobs.Skipped
 	st.Blobs.Failed += tally.blobs.Failed
+	clearFailures(kr, tally.ok)
 	for _, f := range tally.failures {
 		// Events and status.failures share one bound, so a namespace of bad
 		// blobs cannot flood the cluster with Events; the counts stay exact.
-		if len(kr.Status.Failures) < maxFailures {
-			r.event(kr, corev1.EventTypeWarning, f.Reason, "ReEncrypt", "Secret %s, key %s: %s", f.Secret, f.Key, f.Message)
-		}
-		addFailure(kr, f)
-	}
-	mergeInventory(kr, tally.inventory)
-	if kr.Spec.DryRun {
-		slices.Sort(tally.rotated)
-		for _, name := range tally.rotated {
-			if len(st.DryRunSample) < maxDryRunSample {
-				st.DryRunSample = append(st.DryRunSample, name)
+		if addFailure(kr, f) {
+			if f.Key != "" {
+				rn.secretEvent(f.Secret, corev1.EventTypeWarning, f.Reason, "Rotate", "Secret %s, key %s: %s", f.Secret, f.Key, f.Message)
+			} else {
+				rn.secretEvent(f.Secret, corev1.EventTypeWarning, f.Reason, "Rotate", "Secret %s: %s", f.Secret, f.Message)
 			}
 		}
 	}
-	if done := st.Secrets.Rotated + st.Secrets.Skipped + st.Secrets.Failed; done > st.Secrets.Total {
-		st.Secrets.Total = done // Secrets created since the count
+	slices.Sort(tally.sample)
+	for _, name := range tally.sample {
+		if len(st.DryRunSample) < maxDryRunSample {
+			st.DryRunSample = append(st.DryRunSample, name)
+		}
 	}
-	metricSecretsRemaining.WithLabelValues(kr.Namespace, kr.Name).Set(float64(remaining(kr)))
+	if d := done(st.Secrets); d > st.Secrets.Total {
+		st.Secrets.Total = d // Secrets created since the count
+	}
+	metricSecretsRemaining.WithLabelValues(kr.Namespace, kr.Name).Set(float64(max(0, st.Secrets.Total-done(st.Secrets))))
 	st.Continue = list.Continue
 	logf.FromContext(ctx).V(1).Info("page done", "secrets", len(list.Items), "rotated", tally.secrets.Rotated,
-		"list", listed.Round(time.Millisecond), "total", time.Since(start).Round(time.Millisecond))
+		"took", time.Since(start).Round(time.Millisecond))
 	return list.Continue == "", nil
 }
 
-func remaining(kr *rekeyv1alpha1.KeyRotation) int64 {
-	s := kr.Status.Secrets
-	return max(0, s.Total-s.Rotated-s.Skipped-s.Failed)
-}
-
+// restartPass starts the listing over within the same run. Failures stay
+// (deduplicated; those of Secrets that then go through are dropped).
 func restartPass(kr *rekeyv1alpha1.KeyRotation) {
 	st := &kr.Status
-	total := st.Secrets.Total
-	st.Secrets = rekeyv1alpha1.SecretCounts{Total: total}
+	st.Secrets = rekeyv1alpha1.SecretCounts{Total: st.Secrets.Total}
 	st.Blobs = rekeyv1alpha1.BlobCounts{}
-	st.Failures, st.Inventory, st.Continue, st.DryRunSample = nil, nil, "", nil
+	st.Continue, st.DryRunSample = "", nil
 }
 
 // maxDryRunSample bounds status.dryRunSample.
 const maxDryRunSample = 10
 
-// maxInventory bounds status.inventory.
-const maxInventory = 50
-
-func mergeInventory(kr *rekeyv1alpha1.KeyRotation, add map[invKey]int64) {
-	for k, n := range add {
-		i := slices.IndexFunc(kr.Status.Inventory, func(e rekeyv1alpha1.InventoryEntry) bool {
-			return e.KeyARN == k.arn && e.KeyMaterialID == k.material
-		})
-		switch {
-		case i >= 0:
-			kr.Status.Inventory[i].Blobs += n
-		case len(kr.Status.Inventory) < maxInventory:
-			kr.Status.Inventory = append(kr.Status.Inventory, rekeyv1alpha1.InventoryEntry{KeyARN: k.arn, KeyMaterialID: k.material, Blobs: n})
-		}
-	}
-	slices.SortFunc(kr.Status.Inventory, func(a, b rekeyv1alpha1.InventoryEntry) int {
-		return cmp.Or(cmp.Compare(a.KeyARN, b.KeyARN), cmp.Compare(a.KeyMaterialID, b.KeyMaterialID))
-	})
-}
-
 // finish ends a run whose listing is complete: phase Succeeded, or Failed
-// when any Secret failed (never silently Succeeded); Ready; and
-// SourceKeysDrained from the inventory of blobs.
-func (r *KeyRotationReconciler) finish(ctx context.Context, kr *rekeyv1alpha1.KeyRotation, rn *run) {
+// when any Secret failed (never silently Succeeded), Ready, and then the
+// verification that alone decides SourceKeysDrained.
+func (r *KeyRotationReconciler) finish(ctx context.Context, rn *run) error {
+	kr := rn.kr
 	st := &kr.Status
-	st.Secrets.Total = st.Secrets.Rotated + st.Secrets.Skipped + st.Secrets.Failed
+	st.Secrets.Total = done(st.Secrets)
 	now := metav1.NewTime(r.Clock())
 	st.CompletionTime = &now
 	setProgress(kr)
-	meta.RemoveStatusCondition(&st.Conditions, rekeyv1alpha1.ConditionReconciling)
 	summary := fmt.Sprintf("%d Secrets rotated, %d skipped, %d failed; %d blobs re-encrypted",
 		st.Secrets.Rotated, st.Secrets.Skipped, st.Secrets.Failed, st.Blobs.Rotated)
+	if kr.Spec.DryRun {
+		summary = fmt.Sprintf("dry run: would re-encrypt %d Secrets (%d blobs); %d skipped, %d would fail; this dry run wrote nothing",
+			st.Secrets.WouldRotate, st.Blobs.WouldRotate, st.Secrets.Skipped, st.Secrets.Failed)
+	}
 	switch {
 	case st.Secrets.Failed > 0:
 		st.Phase = rekeyv1alpha1.PhaseFailed
-		msg := fmt.Sprintf("%s; see status.failures", summary)
-		setCondition(kr, rekeyv1alpha1.ConditionReady, metav1.ConditionFalse, ReasonSecretsFailed, msg)
-		setCondition(kr, rekeyv1alpha1.ConditionStalled, metav1.ConditionTrue, ReasonSecretsFailed, msg)
-		r.event(kr, corev1.EventTypeWarning, ReasonSecretsFailed, "Complete", "%s", msg)
+		msg := summary + "; see status.failures"
+		markStalled(kr, ReasonSecretsFailed, msg)
+		rn.event(corev1.EventTypeWarning, ReasonSecretsFailed, "Complete", "%s", msg)
 	case kr.Spec.DryRun:
 		st.Phase = rekeyv1alpha1.PhaseSucceeded
-		msg := fmt.Sprintf("dry run: %d Secrets (%d blobs) would be rotated, %d skipped; nothing was written",
-			st.Secrets.Rotated, st.Blobs.Rotated, st.Secrets.Skipped)
-		setCondition(kr, rekeyv1alpha1.ConditionReady, metav1.ConditionTrue, ReasonDryRunComplete, msg)
-		meta.RemoveStatusCondition(&st.Conditions, rekeyv1alpha1.ConditionStalled)
-		r.event(kr, corev1.EventTypeNormal, ReasonDryRunComplete, "Complete", "%s", msg)
+		markDone(kr, ReasonDryRunComplete, summary)
+		rn.event(corev1.EventTypeNormal, ReasonDryRunComplete, "Complete", "%s", summary)
 	default:
 		st.Phase = rekeyv1alpha1.PhaseSucceeded
-		setCondition(kr, rekeyv1alpha1.ConditionReady, metav1.ConditionTrue, ReasonSucceeded, summary)
-		meta.RemoveStatusCondition(&st.Conditions, rekeyv1alpha1.ConditionStalled)
-		r.event(kr, corev1.EventTypeNormal, ReasonSucceeded, "Complete", "%s", summary)
+		markDone(kr, ReasonSucceeded, summary)
+		rn.event(corev1.EventTypeNormal, ReasonSucceeded, "Complete", "%s", summary)
 	}
-	setDrained(ctx, kr, rn)
 	metricSecretsRemaining.DeleteLabelValues(kr.Namespace, kr.Name)
-}
-
-// setDrained sets SourceKeysDrained: True only when no selected blob is under
-// a source key any more (for a same-key rotation: under an older version).
-func setDrained(ctx context.Context, kr *rekeyv1alpha1.KeyRotation, rn *run) {
-	st := &kr.Status
-	set := func(s metav1.ConditionStatus, reason, msg string) {
-		setCondition(kr, rekeyv1alpha1.ConditionSourceKeysDrained, s, reason, msg)
-	}
-	switch {
-	case kr.Spec.DryRun:
-		set(metav1.ConditionFalse, ReasonDrainUnknown, "dry run: nothing was re-encrypted")
-		return
-	case st.Blobs.Failed > 0 || st.Secrets.Failed > 0:
-		set(metav1.ConditionFalse, ReasonNotDrained, fmt.Sprintf("%d blobs failed and may still be under a source key", st.Blobs.Failed))
-		return
-	case rn.inspector == nil:
-		set(metav1.ConditionTrue, ReasonDrained, "every selected blob was re-encrypted to the destination key")
-		return
-	}
-	// The destination's current version, asked once, when the run ends.
-	_, destCurrent, err := rn.ks.DescribeKey(ctx, rn.dest)
-	if err != nil {
-		set(metav1.ConditionUnknown, ReasonDrainUnknown, fmt.Sprintf("describing the destination key: %v", err))
-		return
-	}
-	var under int64
-	for _, e := range st.Inventory {
-		atDest := e.KeyARN == rn.dest && e.KeyMaterialID == destCurrent
-		if rn.sources[e.KeyARN] && !atDest {
-			under += e.Blobs
-		}
-	}
-	if under > 0 {
-		set(metav1.ConditionFalse, ReasonNotDrained, fmt.Sprintf("%d selected blobs are still under a source key", under))
-		return
-	}
-	set(metav1.ConditionTrue, ReasonDrained, "no selected blob is under a source key")
+	return r.verifyAndRecord(ctx, rn)
 }

@@ -45,5 +45,9 @@ type KeyService interface {
 // before calling ReEncrypt, so blobs under undeclared keys are reported, not
 // sent, and blobs already under the destination's current version are skipped.
 type BlobInspector interface {
+	// InspectBlob reads the header alone: not authenticated.
 	InspectBlob(blob []byte) (kms.BlobKey, error)
+	// VerifyBlob authenticates the blob under an encryption context
+	// without returning its plaintext.
+	VerifyBlob(blob []byte, encryptionContext map[string]string) (kms.BlobKey, error)
 }

@@ -18,11 +18,13 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	rekeyv1alpha1 "github.com/rekey-dev/rekey/api/v1alpha1"
@@ -71,7 +73,30 @@ type KeyServiceFactory struct {
 	Reader client.Reader
 
 	mu  sync.Mutex
-	aws map[string]KeyService // by rotation UID, generation and credentials version
+	aws map[types.NamespacedName]cachedKeyService
+}
+
+// cachedKeyService is one rotation's AWS client, kept while the rotation's
+// UID, generation and credentials Secret version stay the same.
+type cachedKeyService struct {
+	version string
+	ks      KeyService
+}
+
+var _ KeyServiceSource = (*KeyServiceFactory)(nil)
+
+// Forget drops a deleted rotation's client.
+func (f *KeyServiceFactory) Forget(key types.NamespacedName) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.aws, key)
+}
+
+// cached returns how many AWS clients are kept (for tests).
+func (f *KeyServiceFactory) cached() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.aws)
 }
 
 // For returns the key service of kr.
@@ -82,7 +107,7 @@ func (f *KeyServiceFactory) For(ctx context.Context, kr *rekeyv1alpha1.KeyRotati
 	}
 	if f.NewAWS == nil {
 		return nil, &stallError{Reason: ReasonProviderMissing, Terminal: true,
-			Message: "this operator was started without the AWS provider"}
+			Err: errors.New("this operator was started without the AWS provider")}
 	}
 	cfg := AWSConfig{Region: p.AWS.Region, Endpoint: p.AWS.Endpoint}
 	version := ""
@@ -109,26 +134,22 @@ func (f *KeyServiceFactory) For(ctx context.Context, kr *rekeyv1alpha1.KeyRotati
 		// endpoint a namespace chose: those signed requests could be replayed
 		// against AWS KMS.
 		return nil, &stallError{Reason: ReasonEndpointNeedsCreds, Terminal: true,
-			Message: "spec.provider.aws.endpoint requires spec.provider.aws.credentialsSecretRef"}
+			Err: errors.New("spec.provider.aws.endpoint requires spec.provider.aws.credentialsSecretRef")}
 	}
-	key := fmt.Sprintf("%s/%d/%s", kr.UID, kr.Generation, version)
+	key := types.NamespacedName{Namespace: kr.Namespace, Name: kr.Name}
+	version = fmt.Sprintf("%s/%d/%s", kr.UID, kr.Generation, version)
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if ks, ok := f.aws[key]; ok {
-		return ks, nil
+	if c, ok := f.aws[key]; ok && c.version == version {
+		return c.ks, nil
 	}
 	ks, err := f.NewAWS(ctx, cfg)
 	if err != nil {
 		return nil, stall(ReasonProviderMissing, "%v", err)
 	}
 	if f.aws == nil {
-		f.aws = map[string]KeyService{}
+		f.aws = map[types.NamespacedName]cachedKeyService{}
 	}
-	for k := range f.aws { // one client per rotation: drop older versions
-		if len(k) > len(kr.UID) && k[:len(kr.UID)] == string(kr.UID) {
-			delete(f.aws, k)
-		}
-	}
-	f.aws[key] = ks
+	f.aws[key] = cachedKeyService{version: version, ks: ks} // one client per rotation
 	return ks, nil
 }

@@ -44,8 +44,12 @@ var (
 		Name: "rekey_secrets_remaining",
 		Help: "Selected Secrets a running KeyRotation has not reached yet.",
 	}, []string{"namespace", "keyrotation"})
+	metricSourceKeyBlobs = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "rekey_source_key_blobs",
+		Help: "Selected blobs a KeyRotation's last verification found under a source key (0: drained, as far as it could read).",
+	}, []string{"namespace", "keyrotation"})
 )
 
 func init() {
-	metrics.Registry.MustRegister(metricBlobsReEncrypted, metricFailures, metricRetries, metricLatency, metricSecretsRemaining)
+	metrics.Registry.MustRegister(metricBlobsReEncrypted, metricFailures, metricRetries, metricLatency, metricSecretsRemaining, metricSourceKeyBlobs)
 }

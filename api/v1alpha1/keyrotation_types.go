@@ -30,9 +30,23 @@ const (
 	// EncryptionContextAnnotation optionally holds a JSON object used as the
 	// encryption context of every blob in the Secret.
 	EncryptionContextAnnotation = "rekey.dev/encryption-context"
-	// RotatedByAnnotation is written by the controller on each Secret it has
-	// rotated: the UID of the KeyRotation that did it.
+	// RotatedByAnnotation is written by the controller on each Secret it
+	// rotates: "UID/RUN", the KeyRotation's UID and the id of the run that
+	// wrote it. It counts only while RotatedDigestAnnotation matches the
+	// Secret's values.
 	RotatedByAnnotation = "rekey.dev/rotated-by"
+	// RotatedDigestAnnotation is written beside RotatedByAnnotation: a
+	// SHA-256 digest of the destination key, the destination encryption
+	// context and the values written. A Secret whose values changed since
+	// (an app, a GitOps re-apply) no longer matches, and its mark is ignored.
+	RotatedDigestAnnotation = "rekey.dev/rotated-digest"
+	// RotatedBlobsAnnotation records how many blobs of the Secret the run
+	// re-encrypted, so a resumed run counts them exactly once.
+	RotatedBlobsAnnotation = "rekey.dev/rotated-blobs"
+	// RequestedAtAnnotation on a KeyRotation: a new value starts a new run
+	// of a finished rotation (as Flux's reconcile.fluxcd.io/requestedAt),
+	// for example `kubectl annotate keyrotation NAME rekey.dev/requested-at="$(date +%s)" --overwrite`.
+	RequestedAtAnnotation = "rekey.dev/requested-at"
 	// KeyNamespacesTag is the key tag that says which namespaces' KeyRotations
 	// may use the key: comma-separated namespace names, or "*" for all.
 	KeyNamespacesTag = "rekey.dev/namespaces"
@@ -66,6 +80,7 @@ type KeyRotationSpec struct {
 	// {key}: each blob's Secret namespace, Secret name and data key.
 	// +optional
 	// +kubebuilder:validation:MaxProperties=64
+	// +kubebuilder:validation:XValidation:rule="self.all(k, size(k) > 0)",message="encryption context keys must not be empty"
 	SourceEncryptionContext map[string]string `json:"sourceEncryptionContext,omitempty"`
 
 	// DestinationEncryptionContext is the encryption context of the new
@@ -74,6 +89,7 @@ type KeyRotationSpec struct {
 	// data key (a blob copied elsewhere then no longer decrypts).
 	// +optional
 	// +kubebuilder:validation:MaxProperties=64
+	// +kubebuilder:validation:XValidation:rule="self.all(k, size(k) > 0)",message="encryption context keys must not be empty"
 	DestinationEncryptionContext map[string]string `json:"destinationEncryptionContext,omitempty"`
 
 	// GrantTokens are passed on every ReEncrypt call.
@@ -92,9 +108,19 @@ type KeyRotationSpec struct {
 	// +kubebuilder:default={embedded: {}}
 	Provider *ProviderSpec `json:"provider,omitempty"`
 
-	// DryRun plans the rotation without writing any Secret.
+	// DryRun plans the rotation without writing any Secret: status counts
+	// what would be rotated (wouldRotate), and DryRun calls to the key
+	// service prove the re-encryption is allowed.
 	// +optional
 	DryRun bool `json:"dryRun,omitempty"`
+
+	// VerifyInterval is how often a finished rotation reads its Secrets
+	// again (read-only: no write, and no key service call where blob headers
+	// can be read) and turns SourceKeysDrained False when a blob under a
+	// source key appears again. 0s turns re-verification off.
+	// +optional
+	// +kubebuilder:default="1h"
+	VerifyInterval *metav1.Duration `json:"verifyInterval,omitempty"`
 
 	// MaxConcurrency bounds how many Secrets are re-encrypted at once.
 	// +optional
@@ -104,6 +130,8 @@ type KeyRotationSpec struct {
 	MaxConcurrency int32 `json:"maxConcurrency,omitempty"`
 
 	// Paused stops work after the Secrets in flight; clearing it resumes.
+	// Neither paused nor maxConcurrency starts a new run: any other change
+	// to the spec restarts the run from the first Secret.
 	// +optional
 	Paused bool `json:"paused,omitempty"`
 }
@@ -148,13 +176,16 @@ type LocalObjectReference struct {
 }
 
 // Phase is where a KeyRotation is in its life.
-// +kubebuilder:validation:Enum=Pending;Running;Succeeded;Failed
+// +kubebuilder:validation:Enum=Pending;Running;Paused;Stalled;Succeeded;Failed
 type Phase string
 
-// The phases of a KeyRotation.
+// The phases of a KeyRotation. Succeeded and Failed end a run; the others
+// belong to a run in progress.
 const (
 	PhasePending   Phase = "Pending"
 	PhaseRunning   Phase = "Running"
+	PhasePaused    Phase = "Paused"
+	PhaseStalled   Phase = "Stalled"
 	PhaseSucceeded Phase = "Succeeded"
 	PhaseFailed    Phase = "Failed"
 )
@@ -167,20 +198,63 @@ const (
 	ConditionSourceKeysDrained = "SourceKeysDrained"
 )
 
-// SecretCounts counts Secrets.
+// SecretCounts counts Secrets. Once a run has read every Secret, total =
+// rotated + wouldRotate + skipped + failed.
 type SecretCounts struct {
 	Total   int64 `json:"total"`
 	Rotated int64 `json:"rotated"`
-	Skipped int64 `json:"skipped"`
-	Failed  int64 `json:"failed"`
+	// WouldRotate counts, in a dry run, the Secrets a real run would write.
+	// +optional
+	WouldRotate int64 `json:"wouldRotate,omitempty"`
+	Skipped     int64 `json:"skipped"`
+	Failed      int64 `json:"failed"`
 }
 
-// BlobCounts counts ciphertext blobs.
+// BlobCounts counts ciphertext blobs of the Secrets read so far: at every
+// checkpoint, total = rotated + wouldRotate + skipped + failed. Every blob
+// of a failed Secret counts as failed: none of them was written.
 type BlobCounts struct {
 	Total   int64 `json:"total"`
 	Rotated int64 `json:"rotated"`
-	Skipped int64 `json:"skipped"`
-	Failed  int64 `json:"failed"`
+	// WouldRotate counts, in a dry run, the blobs a real run would re-encrypt.
+	// +optional
+	WouldRotate int64 `json:"wouldRotate,omitempty"`
+	Skipped     int64 `json:"skipped"`
+	Failed      int64 `json:"failed"`
+}
+
+// RunStatus names one run of a rotation: what started it and when.
+type RunStatus struct {
+	// ID is unique per run; the Secrets a run writes carry it.
+	ID string `json:"id"`
+	// Generation is the KeyRotation generation the run started from.
+	Generation int64 `json:"generation"`
+	// SpecDigest digests the spec the run works for (all of it but paused
+	// and maxConcurrency): another value restarts the run.
+	SpecDigest string `json:"specDigest"`
+	// RequestedAt is the rekey.dev/requested-at value the run started with.
+	// +optional
+	RequestedAt string      `json:"requestedAt,omitempty"`
+	StartTime   metav1.Time `json:"startTime"`
+}
+
+// Verification is the last read-only pass over the selected Secrets, made
+// after a run's last write and then every spec.verifyInterval. It, not the
+// run's tallies, decides SourceKeysDrained.
+type Verification struct {
+	Time metav1.Time `json:"time"`
+	// Secrets and Blobs read.
+	Secrets int64 `json:"secrets"`
+	Blobs   int64 `json:"blobs"`
+	// BlobsUnderSourceKeys are blobs whose header names a source key (for
+	// a same-key rotation: an older version of it).
+	BlobsUnderSourceKeys int64 `json:"blobsUnderSourceKeys"`
+	// SecretsUnderSourceKeys are the Secrets holding them.
+	SecretsUnderSourceKeys int64 `json:"secretsUnderSourceKeys"`
+	// Unverifiable blobs are opaque to rekey (an external KMS's format) and
+	// were not written by this rotation with their current values, so no
+	// read can tell which key they are under.
+	Unverifiable int64 `json:"unverifiable"`
 }
 
 // Failure records one blob (or Secret) that could not be rotated. It never
@@ -209,6 +283,9 @@ type KeyRotationStatus struct {
 	Phase Phase `json:"phase,omitempty"`
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Run names the current (or last) run.
+	// +optional
+	Run *RunStatus `json:"run,omitempty"`
 	// ResolvedDestinationKeyARN pins the destination key for the whole run.
 	// +optional
 	ResolvedDestinationKeyARN string `json:"resolvedDestinationKeyArn,omitempty"`
@@ -223,9 +300,14 @@ type KeyRotationStatus struct {
 	// +optional
 	// +kubebuilder:validation:MaxItems=50
 	Failures []Failure `json:"failures,omitempty"`
-	// Inventory counts the selected blobs per key material after the run.
+	// Inventory counts the selected blobs per key material, from the last
+	// verification (only where blob headers can be read).
 	// +optional
+	// +kubebuilder:validation:MaxItems=50
 	Inventory []InventoryEntry `json:"inventory,omitempty"`
+	// Verification is the last read-only pass over the selected Secrets.
+	// +optional
+	Verification *Verification `json:"verification,omitempty"`
 	// Continue is the list checkpoint: the continue token of the next page.
 	// +optional
 	Continue string `json:"continue,omitempty"`
@@ -249,11 +331,13 @@ type KeyRotationStatus struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=kr;krot
-// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Progress",type=string,JSONPath=`.status.progress`
 // +kubebuilder:printcolumn:name="Failed",type=integer,JSONPath=`.status.secrets.failed`
-// +kubebuilder:printcolumn:name="Destination",type=string,JSONPath=`.spec.destinationKeyId`
+// +kubebuilder:printcolumn:name="Drained",type=string,JSONPath=`.status.conditions[?(@.type=="SourceKeysDrained")].status`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].message`
+// +kubebuilder:printcolumn:name="Destination",type=string,priority=1,JSONPath=`.spec.destinationKeyId`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 
 // KeyRotation re-encrypts the ciphertext blobs held in the Secrets of its

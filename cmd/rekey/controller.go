@@ -144,11 +144,11 @@ func runController(ctx context.Context, args []string, _ io.Reader, _, stderr io
 		Recorder:            mgr.GetEventRecorder("rekey"),
 		PageSize:            o.pageSize,
 		IgnoreKeyNamespaces: o.skipKeyNamespaces,
-		KeyServices: (&controllers.KeyServiceFactory{
+		KeyServices: &controllers.KeyServiceFactory{
 			Embedded: embeddedKS,
 			NewAWS:   newAWSKeyService(o.awsRequestsPerSecond),
 			Reader:   mgr.GetAPIReader(),
-		}).For,
+		},
 	}
 	if err := rec.SetupWithManager(mgr, o.maxRotations); err != nil {
 		return fmt.Errorf("setting up the KeyRotation controller: %w", err)

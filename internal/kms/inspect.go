@@ -44,3 +44,30 @@ func (e *Engine) InspectBlob(blob []byte) (BlobKey, error) {
 	m := k.versions[b.version-1]
 	return BlobKey{KeyARN: k.arn, KeyMaterialID: m.materialID, Current: m == k.newest()}, nil
 }
+
+// VerifyBlob authenticates a blob under the encryption context it should
+// have and says which key and version it is under, without returning the
+// plaintext: the engine opens the blob into a scratch buffer and zeroes it.
+// A caller that skips a blob because its header names a key uses this to
+// make sure the header is not forged. Errors are the ones Decrypt returns
+// (InvalidCiphertextException for a forged or altered blob or a wrong
+// context, NotFoundException, DisabledException, ...).
+func (e *Engine) VerifyBlob(blob []byte, encryptionContext map[string]string) (BlobKey, error) {
+	aad, err := newAAD(encryptionContext)
+	if err != nil {
+		return BlobKey{}, err
+	}
+	defer aad.release()
+	b, err := parseBlob(blob)
+	if err != nil {
+		return BlobKey{}, err
+	}
+	bufp := plaintextPool.Get().(*[]byte)
+	pt, o, err := e.open((*bufp)[:0], e.view.Load(), b, nil, aad)
+	clear(pt)
+	plaintextPool.Put(bufp)
+	if err != nil {
+		return BlobKey{}, err
+	}
+	return BlobKey{KeyARN: o.key.arn, KeyMaterialID: o.mat.materialID, Current: o.mat == o.key.newest()}, nil
+}

@@ -56,6 +56,12 @@ func (p *Provider) ReEncrypt(ctx context.Context, in *kms.ReEncryptInput) (*kms.
 // InspectBlob reads the blob's header: the engine's format is known.
 func (p *Provider) InspectBlob(blob []byte) (kms.BlobKey, error) { return p.engine.InspectBlob(blob) }
 
+// VerifyBlob authenticates a blob inside the engine; the plaintext never
+// leaves it.
+func (p *Provider) VerifyBlob(blob []byte, encryptionContext map[string]string) (kms.BlobKey, error) {
+	return p.engine.VerifyBlob(blob, encryptionContext)
+}
+
 // KeyTags lists a key's tags.
 func (p *Provider) KeyTags(ctx context.Context, keyARN string) (map[string]string, error) {
 	tags := map[string]string{}
