@@ -133,8 +133,9 @@ func (a *awsEnv) verify() {
 	}
 }
 
+// finishedRun: the run of the current spec ended and was verified.
 func finishedRun(kr *rekeyv1alpha1.KeyRotation) bool {
-	return finished(kr) && kr.Status.ObservedGeneration == kr.Generation
+	return finished(kr) && kr.Status.ObservedGeneration == kr.Generation && verified(kr)
 }
 
 // awsRun runs a rotation over n Secrets through srv and returns the

@@ -320,8 +320,18 @@ func drained(kr *rekeyv1alpha1.KeyRotation) metav1.ConditionStatus {
 	return ""
 }
 
+// phaseIs waits for a phase; for the phases that end a run, also for the
+// verification that follows it.
 func phaseIs(p rekeyv1alpha1.Phase) func(*rekeyv1alpha1.KeyRotation) bool {
-	return func(kr *rekeyv1alpha1.KeyRotation) bool { return kr.Status.Phase == p }
+	return func(kr *rekeyv1alpha1.KeyRotation) bool {
+		return kr.Status.Phase == p && (!finished(kr) || verified(kr))
+	}
+}
+
+// verified: the read after the run's last write has set SourceKeysDrained.
+func verified(kr *rekeyv1alpha1.KeyRotation) bool {
+	c := meta.FindStatusCondition(kr.Status.Conditions, rekeyv1alpha1.ConditionSourceKeysDrained)
+	return c != nil && c.Reason != ReasonVerificationPending && c.Reason != ReasonRunInProgress
 }
 
 func (f *fixture) secret(name string) *corev1.Secret {

@@ -163,14 +163,10 @@ func (r *KeyRotationReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		// The next page, straight away: the status patch in the defer is the checkpoint.
 		return ctrl.Result{RequeueAfter: time.Millisecond}, nil
 	}
-	// 7. The end of the run, and the read that decides SourceKeysDrained.
-	if err := r.finish(ctx, rn); err != nil {
-		return ctrl.Result{}, err
-	}
-	if every := verifyInterval(kr); every > 0 {
-		return ctrl.Result{RequeueAfter: every}, nil
-	}
-	return ctrl.Result{}, nil
+	// 7. The end of the run. The read that decides SourceKeysDrained comes
+	// next, in its own reconcile (step 3), after this checkpoint is saved.
+	r.finish(rn)
+	return ctrl.Result{RequeueAfter: time.Millisecond}, nil
 }
 
 // send sends the Events a reconcile queued.

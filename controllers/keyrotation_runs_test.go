@@ -863,3 +863,56 @@ func TestClassify(t *testing.T) {
 		t.Errorf("unexpected errors have reason %q", reason)
 	}
 }
+
+// Status is a record, never an authority: the key policy is checked against
+// the key service for the pinned keys at every reconcile, so a status
+// rewritten to name another namespace's key stalls the run and nothing is
+// written under that key.
+func TestPinnedKeysAreCheckedAtEveryReconcile(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	f.key("alias/old")
+	f.key("alias/new")
+	foreign, err := f.engine.CreateKey(ctx, &kms.CreateKeyInput{Tags: []kms.Tag{{TagKey: rekeyv1alpha1.KeyNamespacesTag, TagValue: "another-team"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.secrets(6, "alias/old", nil)
+	f.ks.setHook(func(call int, _ *kms.ReEncryptInput) error {
+		if call == 1 {
+			f.edit("r", func(kr *rekeyv1alpha1.KeyRotation) { kr.Spec.Paused = true })
+			f.eventually("the cache sees the pause", func() bool {
+				kr := &rekeyv1alpha1.KeyRotation{}
+				return f.cache.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: "r"}, kr) == nil && kr.Spec.Paused
+			})
+		}
+		return nil
+	})
+	f.start(100)
+	f.rotation("r", func(kr *rekeyv1alpha1.KeyRotation) { kr.Spec.MaxConcurrency = 1 })
+	kr := f.wait("r", "Paused with keys pinned", func(kr *rekeyv1alpha1.KeyRotation) bool {
+		return kr.Status.Phase == rekeyv1alpha1.PhasePaused && kr.Status.ResolvedDestinationKeyARN != ""
+	})
+	f.ks.setHook(nil)
+	patch := client.MergeFrom(kr.DeepCopy())
+	kr.Status.ResolvedDestinationKeyARN = foreign.KeyMetadata.Arn
+	if err := k8sClient.Status().Patch(ctx, kr, patch); err != nil {
+		t.Fatal(err)
+	}
+	f.edit("r", func(kr *rekeyv1alpha1.KeyRotation) { kr.Spec.Paused = false })
+	f.wait("r", "Stalled", func(kr *rekeyv1alpha1.KeyRotation) bool {
+		c := condition(kr, rekeyv1alpha1.ConditionStalled)
+		return c != nil && c.Reason == ReasonKeyNotAllowed
+	})
+	var list corev1.SecretList
+	if err := k8sClient.List(ctx, &list, client.InNamespace(f.ns)); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range list.Items {
+		for _, b := range s.Data {
+			if bk, err := f.engine.InspectBlob(b); err == nil && bk.KeyARN == foreign.KeyMetadata.Arn {
+				t.Fatalf("Secret %s was written under a key the namespace may not use", s.Name)
+			}
+		}
+	}
+}
