@@ -20,6 +20,7 @@ limitations under the License.
 package harness
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -97,9 +98,14 @@ func Indent(s string) string {
 
 // Process is a child process whose output goes to a log file.
 type Process struct {
-	Cmd    *exec.Cmd
+	Cmd *exec.Cmd
+	// exited receives the exit error once and is then closed.
 	exited chan error
-	log    *os.File
+	// done is closed once the process has been waited for; err is its
+	// exit error, set before done is closed.
+	done chan struct{}
+	err  error
+	log  *os.File
 }
 
 // StartProcess starts cmd with stdout and stderr in logPath.
@@ -113,21 +119,30 @@ func StartProcess(cmd *exec.Cmd, logPath string) (*Process, error) {
 		_ = log.Close()
 		return nil, err
 	}
-	p := &Process{Cmd: cmd, exited: make(chan error, 1), log: log}
-	go func() { p.exited <- cmd.Wait(); _ = log.Close() }()
+	p := &Process{Cmd: cmd, exited: make(chan error, 1), done: make(chan struct{}), log: log}
+	go func() {
+		p.err = cmd.Wait()
+		_ = log.Close()
+		close(p.done)
+		p.exited <- p.err
+		close(p.exited)
+	}()
 	return p, nil
 }
 
-// Exited is closed with the exit error when the process ends.
+// Exited delivers the exit error (nil for a clean exit) to the first
+// receiver when the process ends and is then closed, so later receives
+// return nil at once. Stop and Kill do not depend on it.
 func (p *Process) Exited() <-chan error { return p.exited }
 
-// Stop sends SIGTERM and waits; after the grace period it kills.
+// Stop sends SIGTERM and waits; after the grace period it kills. Ending by
+// a signal is not an error; an exit status other than 0 is.
 func (p *Process) Stop(grace time.Duration) error {
 	_ = p.Cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case err := <-p.exited:
-		if err != nil && !strings.Contains(err.Error(), "signal") {
-			return err
+	case <-p.done:
+		if p.err != nil && !strings.Contains(p.err.Error(), "signal") {
+			return p.err
 		}
 		return nil
 	case <-time.After(grace):
@@ -136,11 +151,13 @@ func (p *Process) Stop(grace time.Duration) error {
 }
 
 // Kill sends SIGKILL and waits for the process to be gone. Being killed is
-// the expected outcome, so only a failure to send the signal is an error.
+// the expected outcome, and so is a process that had already ended: only a
+// failure to send the signal to a live process is an error.
 func (p *Process) Kill() error {
 	err := p.Cmd.Process.Kill()
-	for range p.exited {
-		break
+	<-p.done
+	if errors.Is(err, os.ErrProcessDone) {
+		return nil
 	}
 	return err
 }
