@@ -23,8 +23,10 @@ package testkms
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -49,9 +51,17 @@ const (
 	Account         = "111122223333"
 )
 
+// RequestIDHeader is the response header in which a Server names each
+// request it received over its listener; a client that reads it back proves
+// its call went over HTTP to this server.
+const RequestIDHeader = "X-Testkms-Request-Id"
+
 // Server is a running KMS endpoint.
 type Server struct {
-	URL string
+	// Name is the implementation ("rekey-endpoint", "local-kms"); it
+	// prefixes the request ids.
+	Name string
+	URL  string
 	// Engine is set for rekey's endpoint.
 	Engine *kms.Engine
 	// ReEncrypts counts ReEncrypt requests that reached the server.
@@ -59,6 +69,24 @@ type Server struct {
 	// Throttled counts ReEncrypt requests answered with ThrottlingException.
 	Throttled     atomic.Int64
 	throttleEvery atomic.Int64
+
+	// addr is the listener's address, set before the server starts.
+	addr     string
+	received atomic.Int64
+	mu       sync.Mutex
+	ops      map[string]string // request id -> operation
+}
+
+// Received is how many requests reached the server over its listener.
+func (s *Server) Received() int64 { return s.received.Load() }
+
+// Operation returns the operation (ReEncrypt, DescribeKey, ...) of the
+// request this server gave id, and false when it gave no such id.
+func (s *Server) Operation(id string) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	op, ok := s.ops[id]
+	return op, ok
 }
 
 // ThrottleEvery makes every nth ReEncrypt fail with ThrottlingException (0: none).
@@ -66,6 +94,19 @@ func (s *Server) ThrottleEvery(n int) { s.throttleEvery.Store(int64(n)) }
 
 func (s *Server) wrap(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Only a request that arrived on this server's own listener gets an
+		// id: one handed to the handler in-process has no local address.
+		if addr, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok && addr.String() == s.addr {
+			id := s.Name + "-" + strconv.FormatInt(s.received.Add(1), 10)
+			_, op, _ := strings.Cut(r.Header.Get("X-Amz-Target"), ".")
+			s.mu.Lock()
+			if s.ops == nil {
+				s.ops = map[string]string{}
+			}
+			s.ops[id] = op
+			s.mu.Unlock()
+			w.Header().Set(RequestIDHeader, id)
+		}
 		if strings.HasSuffix(r.Header.Get("X-Amz-Target"), ".ReEncrypt") {
 			n := s.ReEncrypts.Add(1)
 			if every := s.throttleEvery.Load(); every > 0 && n%every == 0 {
@@ -82,7 +123,9 @@ func (s *Server) wrap(h http.Handler) http.Handler {
 
 func serve(t testing.TB, s *Server, h http.Handler) *Server {
 	t.Helper()
-	srv := httptest.NewServer(s.wrap(h))
+	srv := httptest.NewUnstartedServer(s.wrap(h))
+	s.addr = srv.Listener.Addr().String()
+	srv.Start()
 	t.Cleanup(srv.Close)
 	if !strings.HasPrefix(srv.URL, "http://127.0.0.1:") {
 		t.Fatalf("test KMS is not on loopback: %s", srv.URL)
@@ -99,7 +142,7 @@ func Rekey(t testing.TB) *Server {
 		t.Fatal(err)
 	}
 	h := awsapi.New(e, awsapi.Options{Credentials: awsapi.Credentials{AccessKeyID: SecretAccessKey}})
-	return serve(t, &Server{Engine: e}, h)
+	return serve(t, &Server{Name: "rekey-endpoint", Engine: e}, h)
 }
 
 var lkOnce sync.Once
@@ -118,7 +161,7 @@ func LocalKMS(t testing.TB) *Server {
 	t.Helper()
 	h, closeDB := LocalKMSHandler(t.TempDir())
 	t.Cleanup(closeDB)
-	return serve(t, &Server{}, h)
+	return serve(t, &Server{Name: "local-kms"}, h)
 }
 
 // Client returns an AWS SDK client for the server (one attempt: no retries).

@@ -32,7 +32,10 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -180,32 +183,149 @@ func (a engineAdmin) grant(key string) (string, error) {
 	return out.GrantToken, nil
 }
 
+// impl is one column of the table. Each column proves that its key
+// service calls reach the implementation it names (see reached).
 type impl struct {
 	name  string
 	ks    keyService
 	admin admin
+	// calls counts the calls made to ks.
+	calls *atomic.Int64
+	// server is the HTTP server of the column, nil for the in-process
+	// engine; answers records the request ids the provider's HTTP client
+	// read back from it.
+	server  *testkms.Server
+	answers *answers
+}
+
+// counted counts the calls the scenarios make to a key service.
+type counted struct {
+	keyService
+	n *atomic.Int64
+}
+
+func (c counted) DescribeKey(ctx context.Context, keyID string) (string, string, error) {
+	c.n.Add(1)
+	return c.keyService.DescribeKey(ctx, keyID)
+}
+
+func (c counted) ReEncrypt(ctx context.Context, in *kms.ReEncryptInput) (*kms.ReEncryptOutput, error) {
+	c.n.Add(1)
+	return c.keyService.ReEncrypt(ctx, in)
+}
+
+// answers is the aws provider's HTTP client, recording the request id of
+// every response it receives (testkms.RequestIDHeader; "" when the answer
+// carried none).
+type answers struct {
+	base awskms.HTTPClient
+	mu   sync.Mutex
+	ids  []string
+}
+
+func (a *answers) Do(r *http.Request) (*http.Response, error) {
+	resp, err := a.base.Do(r)
+	if err == nil {
+		a.mu.Lock()
+		a.ids = append(a.ids, resp.Header.Get(testkms.RequestIDHeader))
+		a.mu.Unlock()
+	}
+	return resp, err
+}
+
+func (a *answers) since(n int) []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.ids[n:])
+}
+
+func (a *answers) len() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.ids)
 }
 
 func implementations(t *testing.T) []impl {
 	ctx := context.Background()
-	awsFor := func(s *testkms.Server) keyService {
-		p, err := awsprovider.New(ctx, awsprovider.Options{Region: testkms.Region, Endpoint: s.URL,
+	overHTTP := func(name string, s *testkms.Server) impl {
+		a := &answers{base: awshttp.NewBuildableClient()}
+		p, err := awsprovider.New(ctx, awsprovider.Options{Region: testkms.Region, Endpoint: s.URL, HTTPClient: a,
 			StaticCredentials: &awsprovider.StaticCredentials{AccessKeyID: testkms.AccessKeyID, SecretAccessKey: testkms.SecretAccessKey}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		return p
+		n := new(atomic.Int64)
+		return impl{name: name, ks: counted{p, n}, admin: sdkAdmin{s.Client()}, calls: n, server: s, answers: a}
 	}
 	rk, lk := testkms.Rekey(t), testkms.LocalKMS(t)
 	e, err := kms.New(ctx, kms.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	n := new(atomic.Int64)
 	return []impl{
-		{"rekey-endpoint", awsFor(rk), sdkAdmin{rk.Client()}},
-		{"local-kms", awsFor(lk), sdkAdmin{lk.Client()}},
-		{"embedded", embedded.New(e), engineAdmin{e}},
+		overHTTP("rekey-endpoint", rk),
+		overHTTP("local-kms", lk),
+		{name: "embedded", ks: counted{embedded.New(e), n}, admin: engineAdmin{e}, calls: n},
 	}
+}
+
+// snapshot is where each column's counters stood before a scenario.
+type snapshot struct {
+	calls    map[string]int64
+	answers  map[string]int
+	received map[string]int64
+}
+
+func snap(ims []impl) snapshot {
+	s := snapshot{calls: map[string]int64{}, answers: map[string]int{}, received: map[string]int64{}}
+	for _, im := range ims {
+		s.calls[im.name] = im.calls.Load()
+		if im.server != nil {
+			s.answers[im.name] = im.answers.len()
+			s.received[im.name] = im.server.Received()
+		}
+	}
+	return s
+}
+
+// reached checks that the key service calls im's scenario made since
+// before reached the implementation the column names, and returns how many
+// there were:
+//
+//   - over HTTP: every call got exactly one answer, each carrying a request
+//     id that this column's server gave to a ReEncrypt or DescribeKey request
+//     arriving on its listener — so a provider that skipped HTTP, or went to
+//     another server, or retried, fails;
+//   - in-process (embedded): no HTTP server received anything.
+func reached(t *testing.T, im impl, ims []impl, before snapshot) int64 {
+	t.Helper()
+	calls := im.calls.Load() - before.calls[im.name]
+	if im.server == nil {
+		for _, other := range ims {
+			if other.server != nil && other.server.Received() != before.received[other.name] {
+				t.Errorf("%s column: %s received %d requests; the embedded engine is in-process",
+					im.name, other.name, other.server.Received()-before.received[other.name])
+			}
+		}
+		return calls
+	}
+	ids := im.answers.since(before.answers[im.name])
+	// The admin's SDK client talks to the server too, but not through the
+	// provider's HTTP client: every id here is a key service call's.
+	if int64(len(ids)) != calls {
+		t.Errorf("%s column: %d key service calls, %d HTTP answers to the provider", im.name, calls, len(ids))
+	}
+	for _, id := range ids {
+		op, ok := im.server.Operation(id)
+		switch {
+		case !ok:
+			t.Errorf("%s column: an answer with request id %q did not come from %s's listener", im.name, id, im.server.Name)
+		case op != "ReEncrypt" && op != "DescribeKey":
+			t.Errorf("%s column: request %s was %s, not a key service call", im.name, id, op)
+		}
+	}
+	return calls
 }
 
 // outcome is "OK", an AWS error name, or a short description of what differed.
@@ -354,6 +474,7 @@ var divergences = map[string]map[string]string{
 
 func TestConformance(t *testing.T) {
 	ims := implementations(t)
+	total := map[string]int64{}
 	var table strings.Builder
 	table.WriteString("| scenario | AWS KMS |")
 	for _, im := range ims {
@@ -369,7 +490,9 @@ func TestConformance(t *testing.T) {
 			}
 			var got string
 			t.Run(im.name+"/"+sc.name, func(t *testing.T) {
+				before := snap(ims)
 				got = sc.run(t, im)
+				total[im.name] += reached(t, im, ims, before)
 				if got != want {
 					t.Errorf("got %q, want %q", got, want)
 				}
@@ -383,4 +506,15 @@ func TestConformance(t *testing.T) {
 		table.WriteString("\n")
 	}
 	t.Logf("results:\n%s", table.String())
+	for _, im := range ims {
+		// Every column must have made calls for its proof to mean anything.
+		if total[im.name] == 0 {
+			t.Errorf("%s column: no key service call was made", im.name)
+		}
+		where := "in-process, no HTTP request to any server"
+		if im.server != nil {
+			where = "each answered over HTTP by " + im.server.Name + "'s listener"
+		}
+		t.Logf("%s: %d key service calls, %s", im.name, total[im.name], where)
+	}
 }
