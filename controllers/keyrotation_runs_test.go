@@ -25,6 +25,8 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -913,6 +915,42 @@ func TestPinnedKeysAreCheckedAtEveryReconcile(t *testing.T) {
 			if bk, err := f.engine.InspectBlob(b); err == nil && bk.KeyARN == foreign.KeyMetadata.Arn {
 				t.Fatalf("Secret %s was written under a key the namespace may not use", s.Name)
 			}
+		}
+	}
+}
+
+// Finding 5: an endpoint that answers, but not as a KMS (an internal HTTP
+// service), stops the run at once with a reason, and none of its body
+// reaches status or Events.
+func TestNonKMSEndpointStallsWithoutEchoingIt(t *testing.T) {
+	const marker = "INTERNAL-SERVICE-BODY-7f3a"
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = w.Write([]byte("<html><body>" + marker + "</body></html>"))
+	}))
+	t.Cleanup(other.Close)
+	a := newAWSEnv(t, testkms.Rekey(t), 1)
+	a.f.start(10)
+	a.rotation("r", func(kr *rekeyv1alpha1.KeyRotation) { kr.Spec.Provider.AWS.Endpoint = other.URL })
+	kr := a.f.wait("r", "Stalled", func(kr *rekeyv1alpha1.KeyRotation) bool {
+		c := condition(kr, rekeyv1alpha1.ConditionStalled)
+		return c != nil && c.Status == metav1.ConditionTrue
+	})
+	if c := condition(kr, rekeyv1alpha1.ConditionStalled); c.Reason != string(kms.CodeInvalidResponse) || kr.Status.Phase != rekeyv1alpha1.PhaseStalled {
+		t.Fatalf("Stalled %+v, phase %s", c, kr.Status.Phase)
+	}
+	a.f.eventually("an Event for the stall", func() bool { return len(a.f.events(string(kms.CodeInvalidResponse))) > 0 })
+	texts := []string{a.f.logs.String()}
+	for _, c := range kr.Status.Conditions {
+		texts = append(texts, c.Message)
+	}
+	for _, e := range a.f.events(string(kms.CodeInvalidResponse)) {
+		texts = append(texts, e.Message)
+	}
+	for _, txt := range texts {
+		if strings.Contains(txt, marker) {
+			t.Fatalf("the endpoint's body reached status, Events or logs: %q", txt)
 		}
 	}
 }

@@ -177,8 +177,8 @@ func run(ctx context.Context, rekeyBin string, n int) error {
 	if err := verify(ctx, env.Client, engine, written); err != nil {
 		return err
 	}
-	fmt.Printf("    %d Secrets (%d blobs) rotated in %.2fs from kubectl apply to Succeeded; SourceKeysDrained=%s\n",
-		kr.Status.Secrets.Rotated, kr.Status.Blobs.Rotated, took.Seconds(), condStatus(kr, rekeyv1alpha1.ConditionSourceKeysDrained))
+	fmt.Printf("    %d Secrets (%d blobs) rotated and verified in %.2fs from kubectl apply; SourceKeysDrained=%s\n",
+		kr.Status.Secrets.Rotated, kr.Status.Blobs.Rotated, took.Seconds(), condition(kr, rekeyv1alpha1.ConditionSourceKeysDrained).Status)
 	fmt.Println("\nDEMO OK")
 	return nil
 }
@@ -236,12 +236,16 @@ func watchProgress(ctx context.Context, c client.Client, exited <-chan error) (*
 			return nil, err
 		}
 		st := kr.Status
-		line := fmt.Sprintf("    %-9s Secrets %-9s blobs re-encrypted %-5d failed %d", st.Phase, st.Progress, st.Blobs.Rotated, st.Secrets.Failed)
+		drained := condition(kr, rekeyv1alpha1.ConditionSourceKeysDrained)
+		line := fmt.Sprintf("    %-9s Secrets %-9s blobs re-encrypted %-5d failed %d  SourceKeysDrained %s",
+			st.Phase, st.Progress, st.Blobs.Rotated, st.Secrets.Failed, drained.Status)
 		if line != last {
 			fmt.Printf("%s  (%s)\n", line, time.Now().Format("15:04:05.000"))
 			last = line
 		}
-		if st.Phase == rekeyv1alpha1.PhaseSucceeded || st.Phase == rekeyv1alpha1.PhaseFailed {
+		// The run ends, then a read of every Secret decides SourceKeysDrained.
+		if (st.Phase == rekeyv1alpha1.PhaseSucceeded || st.Phase == rekeyv1alpha1.PhaseFailed) && drained.Status != metav1.ConditionUnknown {
+			fmt.Printf("    SourceKeysDrained=%s: %s\n", drained.Status, drained.Message)
 			return kr, nil
 		}
 		select {
@@ -287,11 +291,12 @@ func verify(ctx context.Context, c client.Client, e *kms.Engine, written []value
 	return nil
 }
 
-func condStatus(kr *rekeyv1alpha1.KeyRotation, typ string) string {
+// condition returns a condition of kr, Unknown when it is not set.
+func condition(kr *rekeyv1alpha1.KeyRotation, typ string) metav1.Condition {
 	for _, c := range kr.Status.Conditions {
 		if c.Type == typ {
-			return string(c.Status)
+			return c
 		}
 	}
-	return "Unknown"
+	return metav1.Condition{Type: typ, Status: metav1.ConditionUnknown}
 }
