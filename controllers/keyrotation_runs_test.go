@@ -941,11 +941,13 @@ func TestNonKMSEndpointStallsWithoutEchoingIt(t *testing.T) {
 		t.Fatalf("Stalled %+v, phase %s", c, kr.Status.Phase)
 	}
 	a.f.eventually("an Event for the stall", func() bool { return len(a.f.events(string(kms.CodeInvalidResponse))) > 0 })
-	texts := []string{a.f.logs.String()}
+	evs := a.f.events(string(kms.CodeInvalidResponse))
+	texts := make([]string, 0, 1+len(kr.Status.Conditions)+len(evs))
+	texts = append(texts, a.f.logs.String())
 	for _, c := range kr.Status.Conditions {
 		texts = append(texts, c.Message)
 	}
-	for _, e := range a.f.events(string(kms.CodeInvalidResponse)) {
+	for _, e := range evs {
 		texts = append(texts, e.Message)
 	}
 	for _, txt := range texts {
