@@ -317,7 +317,7 @@ func (p *Provider) mapError(ctx context.Context, err error) error {
 // attempt count and the URL before it.
 func cause(err error) string {
 	for e := err; e != nil; e = errors.Unwrap(e) {
-		switch e.(type) {
+		switch e.(type) { //nolint:errorlint // walks the chain itself, one link at a time
 		case *smithy.OperationError, *retry.MaxAttemptsError, *awshttp.ResponseError, *smithyhttp.ResponseError,
 			*smithyhttp.RequestSendError, *url.Error:
 			continue

@@ -153,7 +153,7 @@ func TestErrorsMapToClasses(t *testing.T) {
 func TestMaxAttemptsOptionIsKept(t *testing.T) {
 	srv := kmsError(t, 400, "ThrottlingException")
 	p := newProvider(t, Options{Endpoint: srv.URL, MaxAttempts: 3, MaxBackoff: time.Millisecond})
-	wantError(t, reEncrypt(p), kms.CodeThrottling, kms.ClassRetry)
+	_ = wantError(t, reEncrypt(p), kms.CodeThrottling, kms.ClassRetry)
 	if n := srv.requests.Load(); n != 3 {
 		t.Fatalf("%d requests with MaxAttempts 3", n)
 	}
@@ -351,7 +351,7 @@ func TestCredentialFailureStopsTheRun(t *testing.T) {
 		t.Fatalf("message %q", ke.Message)
 	}
 	_, _, err = p.DescribeKey(context.Background(), "alias/k")
-	wantError(t, err, kms.CodeCredentials, kms.ClassStopRun)
+	_ = wantError(t, err, kms.CodeCredentials, kms.ClassStopRun)
 	if n := srv.requests.Load(); n != 0 {
 		t.Fatalf("%d requests sent without credentials", n)
 	}
