@@ -49,6 +49,11 @@ type Store interface {
 // ErrConflict is returned by Store.Save when the store moved past rev.
 var ErrConflict = errors.New("keystore was changed by another writer")
 
+// ErrBadState means the keystore opened but does not hold a key state this
+// engine can use (not a rekey state, an unknown format, inconsistent keys):
+// reading it again will not help.
+var ErrBadState = errors.New("keystore is inconsistent")
+
 // Options configure an Engine. Zero values take the defaults.
 type Options struct {
 	// Store persists keys. Nil keeps them in memory only.
@@ -238,20 +243,20 @@ func (e *Engine) publishLocked() error {
 		k := &rkey{rec: rec, arn: e.arnKeyPrefix + rec.ID, versions: make([]*keyMaterial, len(rec.Versions))}
 		for j, vr := range rec.Versions {
 			if vr.Version != uint32(j+1) {
-				return fmt.Errorf("keystore is inconsistent: key %s has version %d at position %d", rec.ID, vr.Version, j+1)
+				return fmt.Errorf("%w: key %s has version %d at position %d", ErrBadState, rec.ID, vr.Version, j+1)
 			}
 			m := e.materials[vr.MaterialID]
 			if m == nil {
 				var err error
 				if m, err = newKeyMaterial(vr.Version, vr.MaterialID, vr.Material); err != nil {
-					return fmt.Errorf("keystore is inconsistent: %w", err)
+					return fmt.Errorf("%w: %w", ErrBadState, err)
 				}
 			}
 			live[vr.MaterialID] = m
 			k.versions[j] = m
 		}
 		if len(k.versions) == 0 {
-			return fmt.Errorf("keystore is inconsistent: key %s has no backing key", rec.ID)
+			return fmt.Errorf("%w: key %s has no backing key", ErrBadState, rec.ID)
 		}
 		v.keys[rec.ID] = k
 	}

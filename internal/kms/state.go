@@ -89,10 +89,10 @@ func decodeState(b []byte) (*stateDoc, error) {
 		return doc, nil
 	}
 	if err := json.Unmarshal(b, doc); err != nil {
-		return nil, fmt.Errorf("keystore contents are not a rekey key state: %w", err)
+		return nil, fmt.Errorf("%w: the contents are not a rekey key state: %w", ErrBadState, err)
 	}
 	if doc.FormatVersion != stateFormatVersion {
-		return nil, fmt.Errorf("keystore state format %d is not supported (want %d)", doc.FormatVersion, stateFormatVersion)
+		return nil, fmt.Errorf("%w: state format %d is not supported (want %d)", ErrBadState, doc.FormatVersion, stateFormatVersion)
 	}
 	return doc, nil
 }
