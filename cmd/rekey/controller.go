@@ -21,8 +21,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"runtime/debug"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -99,8 +102,15 @@ func runController(ctx context.Context, args []string, _ io.Reader, _, stderr io
 	}
 	o.zap.DestWriter = stderr
 	// Always set a logger: controller-runtime's placeholder grows without bound.
-	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&o.zap)))
-	log := ctrl.Log.WithName("setup")
+	// (Only the first SetLogger in a process takes effect, so start-up logs
+	// through its own copy.)
+	logger := zap.New(zap.UseFlagOptions(&o.zap))
+	ctrl.SetLogger(logger)
+	log := logger.WithName("setup")
+	if limit := goMemoryLimit(os.Getenv, rootFS); limit > 0 {
+		debug.SetMemoryLimit(limit)
+		log.Info("Go memory limit set from the cgroup's memory limit (GOMEMLIMIT unset)", "bytes", limit, "share", memoryLimitShare)
+	}
 
 	restCfg, err := ctrl.GetConfig()
 	if err != nil {
@@ -108,6 +118,46 @@ func runController(ctx context.Context, args []string, _ io.Reader, _, stderr io
 	}
 	restCfg.QPS = float32(o.qps)
 	restCfg.Burst = o.burst
+
+	// Open the keystore before the manager: the apiserver may not be
+	// reachable yet (a cluster starting, a network policy not applied yet),
+	// and exiting would put the pod in CrashLoopBackOff. Wait for it
+	// instead, answering the probes meanwhile.
+	root, err := keystore.ReadRootKeyFile(o.rootKeyFile)
+	if err != nil {
+		return fmt.Errorf("%w (set --root-key-file)", err)
+	}
+	// Secrets are never cached, so this client reads them the way the
+	// manager's would; the manager does not exist yet. It knows the one kind
+	// it uses, so it needs no discovery: client-go's discovery retries
+	// dropped connections without looking at the context, which would hold
+	// up a shutdown while the apiserver is away.
+	secrets := meta.NewDefaultRESTMapper(nil)
+	secrets.Add(corev1.SchemeGroupVersion.WithKind("Secret"), meta.RESTScopeNamespace)
+	keystoreClient, err := client.New(restCfg, client.Options{Scheme: newScheme(), Mapper: secrets})
+	if err != nil {
+		return fmt.Errorf("creating the keystore client: %w", err)
+	}
+	store, err := openStore(o.keystore, root, keystoreClient)
+	if err != nil {
+		return err
+	}
+	stopProbes, err := serveStartupProbes(o.probeAddr)
+	if err != nil {
+		return err
+	}
+	engine, err := retryUntil(ctx, log, "opening the keystore "+o.keystore, defaultStartupRetry, permanentStartError,
+		func(ctx context.Context) (*kms.Engine, error) {
+			return kms.New(ctx, kms.Options{Store: store, Region: o.region, AccountID: o.accountID})
+		})
+	stopProbes()
+	switch {
+	case err != nil && ctx.Err() != nil:
+		log.Info("stopped while waiting for the keystore")
+		return nil
+	case err != nil:
+		return fmt.Errorf("opening the keystore %s: %w", o.keystore, err)
+	}
 
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
 		Scheme:                  newScheme(),
@@ -124,18 +174,6 @@ func runController(ctx context.Context, args []string, _ io.Reader, _, stderr io
 	})
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
-	}
-	root, err := keystore.ReadRootKeyFile(o.rootKeyFile)
-	if err != nil {
-		return fmt.Errorf("%w (set --root-key-file)", err)
-	}
-	store, err := openStore(o.keystore, root, mgr.GetClient())
-	if err != nil {
-		return err
-	}
-	engine, err := kms.New(ctx, kms.Options{Store: store, Region: o.region, AccountID: o.accountID})
-	if err != nil {
-		return fmt.Errorf("opening the keystore %s: %w", o.keystore, err)
 	}
 	embeddedKS := embedded.New(engine)
 	rec := &controllers.KeyRotationReconciler{
