@@ -956,3 +956,34 @@ func TestNonKMSEndpointStallsWithoutEchoingIt(t *testing.T) {
 		}
 	}
 }
+
+// A same-key rotation: a blob left under an older version of the key (its
+// Secret failed) is under a source key, and the verification says so.
+func TestSameKeyRotationCountsOlderVersionsAsUnderTheSource(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	f.key("alias/k")
+	f.secrets(3, "alias/k", nil)
+	frozen := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "frozen", Namespace: f.ns,
+			Annotations: map[string]string{rekeyv1alpha1.EncryptedKeysAnnotation: "v"}},
+		Data: map[string][]byte{"v": f.encrypt("alias/k", "PLAINTEXT-frozen", nil)}, Immutable: ptr.To(true),
+	}
+	if err := k8sClient.Create(ctx, frozen); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.engine.RotateKeyOnDemand(ctx, &kms.KeyIDInput{KeyID: "alias/k"}); err != nil {
+		t.Fatal(err)
+	}
+	f.start(10)
+	f.rotation("r", func(kr *rekeyv1alpha1.KeyRotation) {
+		kr.Spec.SourceKeyIDs, kr.Spec.DestinationKeyID = []string{"alias/k"}, "alias/k"
+	})
+	kr := f.wait("r", "Failed", phaseIs(rekeyv1alpha1.PhaseFailed))
+	if kr.Status.Secrets != (rekeyv1alpha1.SecretCounts{Total: 4, Rotated: 3, Failed: 1}) {
+		t.Fatalf("counts: %+v", kr.Status.Secrets)
+	}
+	if drained(kr) != metav1.ConditionFalse || kr.Status.Verification.BlobsUnderSourceKeys != 1 {
+		t.Fatalf("drained %s, verification %+v", drained(kr), kr.Status.Verification)
+	}
+}
