@@ -21,6 +21,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -33,8 +34,15 @@ import (
 )
 
 // BenchmarkServeReEncrypt measures the server side of one ReEncrypt request
-// (SigV4 check, JSON in and out, the engine), without a network or a client.
+// (SigV4 check, JSON in and out, the engine), without a network or a client:
+// as an admin (the one-credential mode) and as a principal whose policy
+// names the two keys by alias, with the audit log on.
 func BenchmarkServeReEncrypt(b *testing.B) {
+	b.Run("admin", func(b *testing.B) { benchServeReEncrypt(b, false) })
+	b.Run("policy+audit", func(b *testing.B) { benchServeReEncrypt(b, true) })
+}
+
+func benchServeReEncrypt(b *testing.B, withPolicy bool) {
 	ctx := context.Background()
 	e, err := kms.New(ctx, kms.Options{})
 	if err != nil {
@@ -49,7 +57,20 @@ func BenchmarkServeReEncrypt(b *testing.B) {
 	}
 	body, _ := json.Marshal(&kms.ReEncryptInput{CiphertextBlob: enc.CiphertextBlob, SourceKeyID: src.KeyMetadata.Arn,
 		SourceEncryptionContext: ec, DestinationKeyID: dst.KeyMetadata.Arn, DestinationEncryptionContext: ec})
-	srv := New(e, Options{Credentials: Credentials{"AK": "SK"}})
+	for name, k := range map[string]*kms.CreateKeyOutput{"alias/src": src, "alias/dst": dst} {
+		if _, err := e.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: name, TargetKeyID: k.KeyMetadata.KeyID}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	o := Options{Credentials: Credentials{"AK": "SK"}, Hosts: []string{"127.0.0.1"}}
+	if withPolicy {
+		p, err := ParsePolicy([]byte(`{"principals":{"AK":{"operations":["DescribeKey","ReEncrypt"],"keys":["alias/src","alias/dst"]}}}`))
+		if err != nil {
+			b.Fatal(err)
+		}
+		o.Policy, o.Audit = p, io.Discard
+	}
+	srv := New(e, o)
 	now := time.Now()
 	sum := sha256.Sum256(body)
 	req, _ := http.NewRequest(http.MethodPost, "http://127.0.0.1:9/", bytes.NewReader(body))

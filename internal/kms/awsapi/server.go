@@ -19,6 +19,14 @@ limitations under the License.
 // Content-Type: application/x-amz-json-1.1), with AWS Signature Version 4
 // verified on every request, so AWS SDKs and the AWS CLI work against it
 // unchanged.
+//
+// A request is checked in this order, and nothing keyed by what a client
+// sent is kept before its signature verifies: method and path, the Host
+// header, the body size (MaxBody, read as it arrives), the signature (over
+// the target, the content type and every x-amz-* header; ±5 minutes), the
+// operation, a strict JSON decode, the principal's policy (Policy), then
+// the engine. Every request ends with one audit line (AuditRecord).
+// HTTPServer bounds connections, headers and time (Limits) and serves TLS.
 package awsapi
 
 import (
@@ -27,7 +35,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -49,13 +59,28 @@ var json = jsoniter.ConfigCompatibleWithStandardLibrary
 const (
 	targetPrefix = "TrentService."
 	contentType  = "application/x-amz-json-1.1"
-	maxBody      = 1 << 20
+	// MaxBody bounds a request body. KMS requests are small: the largest,
+	// a ReEncrypt of a 4 KiB plaintext with two 8 KiB encryption contexts,
+	// is about 30 KiB of JSON.
+	MaxBody = 64 << 10
 )
 
 // Options configure a Server.
 type Options struct {
 	// Credentials are the access keys whose signatures are accepted.
 	Credentials Credentials
+	// Policy says what each access key may do. nil makes every access key
+	// of Credentials an admin: the one-credential mode, for a single
+	// trusted client.
+	Policy *Policy
+	// Hosts are the names (without a port) a request's Host header may
+	// give besides the address the client connected to (and "localhost"
+	// on a loopback connection). A request signed for another host is
+	// refused before its signature is checked.
+	Hosts []string
+	// Audit receives one JSON line per request (see AuditRecord); nil
+	// writes none.
+	Audit io.Writer
 	// Now is the clock for signature freshness (default time.Now).
 	Now func() time.Time
 	// Log receives one line per failed request (never request bodies).
@@ -64,27 +89,65 @@ type Options struct {
 
 // Server is an http.Handler for the KMS JSON protocol.
 type Server struct {
-	engine *kms.Engine
-	verify *verifier
-	ops    map[string]operation
-	log    logr.Logger
+	engine    *kms.Engine
+	verify    *verifier
+	ops       map[string]operation
+	grants    map[string]*grant
+	hosts     map[string]bool
+	keyPrefix string
+	audit     *auditLog
+	log       logr.Logger
+	now       func() time.Time
 }
 
-type operation func(ctx context.Context, body []byte) (any, error)
+// operation is one KMS operation: whether it is for admins, and how to
+// decode, authorise and call it.
+type operation struct {
+	name  string
+	admin bool
+	call  func(ctx context.Context, s *Server, g *grant, body []byte, keys []string) (any, []string, error)
+}
 
-// op adapts an engine method to the wire: decode the request JSON into its
-// input type, call the method.
-func op[In, Out any](f func(context.Context, *In) (*Out, error)) operation {
-	return func(ctx context.Context, body []byte) (any, error) {
-		in := new(In)
-		if len(body) > 0 {
-			if err := json.Unmarshal(body, in); err != nil {
-				return nil, &kms.Error{Code: kms.CodeSerialization, Message: "the request body is not valid JSON for this operation"}
+// op adapts an engine method to the wire: decode the request JSON strictly
+// into its input type, authorise the principal for the operation on the
+// keys the input names (refs), call the method.
+func op[In, Out any](name string, f func(context.Context, *In) (*Out, error), refs func(*In) keyRefs) operation {
+	return operation{
+		name:  name,
+		admin: slices.Contains(AdminOperations, name),
+		call: func(ctx context.Context, s *Server, g *grant, body []byte, keys []string) (any, []string, error) {
+			in := new(In)
+			if len(body) > 0 {
+				if err := decodeStrict(body, in); err != nil {
+					return nil, keys, &kms.Error{Code: kms.CodeSerialization, Message: "the request body is not valid JSON for this operation: " + serializationReason(err)}
+				}
 			}
-		}
-		return f(ctx, in)
+			keys, err := s.authorize(ctx, g, name, refs(in), keys)
+			if err != nil {
+				return nil, keys, err
+			}
+			out, err := f(ctx, in)
+			return out, keys, err
+		},
 	}
 }
+
+// serializationReason says why a body did not decode without quoting it.
+func serializationReason(err error) string {
+	switch {
+	case errors.Is(err, errDuplicate):
+		return "a name appears twice in one object"
+	case errors.Is(err, errJSON):
+		return "malformed JSON"
+	}
+	msg := err.Error()
+	if i := strings.Index(msg, "found unknown field"); i >= 0 {
+		return "a field name this operation does not have (names are case-sensitive)"
+	}
+	return "a field has the wrong type or the JSON is malformed"
+}
+
+func key(id string) keyRefs { return keyRefs{refs: []string{id}} }
 
 // New returns a server for engine.
 func New(engine *kms.Engine, o Options) *Server {
@@ -92,37 +155,57 @@ func New(engine *kms.Engine, o Options) *Server {
 		o.Now = time.Now
 	}
 	e := engine
-	return &Server{
-		engine: engine,
-		verify: &verifier{creds: o.Credentials, service: "kms", now: o.Now},
-		log:    o.Log,
-		ops: map[string]operation{
-			"CreateKey":                       op(e.CreateKey),
-			"DescribeKey":                     op(e.DescribeKey),
-			"ListKeys":                        op(e.ListKeys),
-			"CreateAlias":                     op(e.CreateAlias),
-			"UpdateAlias":                     op(e.UpdateAlias),
-			"DeleteAlias":                     op(e.DeleteAlias),
-			"ListAliases":                     op(e.ListAliases),
-			"EnableKey":                       op(e.EnableKey),
-			"DisableKey":                      op(e.DisableKey),
-			"ScheduleKeyDeletion":             op(e.ScheduleKeyDeletion),
-			"CancelKeyDeletion":               op(e.CancelKeyDeletion),
-			"RotateKeyOnDemand":               op(e.RotateKeyOnDemand),
-			"ListKeyRotations":                op(e.ListKeyRotations),
-			"Encrypt":                         op(e.Encrypt),
-			"Decrypt":                         op(e.Decrypt),
-			"ReEncrypt":                       op(e.ReEncrypt),
-			"GenerateDataKey":                 op(e.GenerateDataKey),
-			"GenerateDataKeyWithoutPlaintext": op(e.GenerateDataKeyWithoutPlaintext),
-			"CreateGrant":                     op(e.CreateGrant),
-			"RetireGrant":                     op(e.RetireGrant),
-			"ListGrants":                      op(e.ListGrants),
-			"TagResource":                     op(e.TagResource),
-			"UntagResource":                   op(e.UntagResource),
-			"ListResourceTags":                op(e.ListResourceTags),
-		},
+	hosts := map[string]bool{}
+	for _, h := range o.Hosts {
+		hosts[strings.ToLower(h)] = true
 	}
+	s := &Server{
+		engine:    engine,
+		verify:    &verifier{creds: o.Credentials, service: "kms", now: o.Now},
+		grants:    compilePolicy(o.Policy, engine, o.Credentials),
+		hosts:     hosts,
+		keyPrefix: engine.KeyARN(""),
+		log:       o.Log,
+		now:       o.Now,
+	}
+	if o.Audit != nil {
+		s.audit = &auditLog{w: o.Audit, now: o.Now}
+	}
+	ops := []operation{
+		op("CreateKey", e.CreateKey, func(*kms.CreateKeyInput) keyRefs { return keyRefs{} }),
+		op("DescribeKey", e.DescribeKey, func(in *kms.DescribeKeyInput) keyRefs { return key(in.KeyID) }),
+		op("ListKeys", e.ListKeys, func(*kms.ListKeysInput) keyRefs { return keyRefs{} }),
+		op("CreateAlias", e.CreateAlias, func(in *kms.CreateAliasInput) keyRefs { return key(in.TargetKeyID) }),
+		op("UpdateAlias", e.UpdateAlias, func(in *kms.UpdateAliasInput) keyRefs { return key(in.TargetKeyID) }),
+		op("DeleteAlias", e.DeleteAlias, func(in *kms.DeleteAliasInput) keyRefs { return key(in.AliasName) }),
+		op("ListAliases", e.ListAliases, func(in *kms.ListAliasesInput) keyRefs { return key(in.KeyID) }),
+		op("EnableKey", e.EnableKey, func(in *kms.KeyIDInput) keyRefs { return key(in.KeyID) }),
+		op("DisableKey", e.DisableKey, func(in *kms.KeyIDInput) keyRefs { return key(in.KeyID) }),
+		op("ScheduleKeyDeletion", e.ScheduleKeyDeletion, func(in *kms.ScheduleKeyDeletionInput) keyRefs { return key(in.KeyID) }),
+		op("CancelKeyDeletion", e.CancelKeyDeletion, func(in *kms.KeyIDInput) keyRefs { return key(in.KeyID) }),
+		op("RotateKeyOnDemand", e.RotateKeyOnDemand, func(in *kms.KeyIDInput) keyRefs { return key(in.KeyID) }),
+		op("ListKeyRotations", e.ListKeyRotations, func(in *kms.ListKeyRotationsInput) keyRefs { return key(in.KeyID) }),
+		op("Encrypt", e.Encrypt, func(in *kms.EncryptInput) keyRefs { return key(in.KeyID) }),
+		op("Decrypt", e.Decrypt, func(in *kms.DecryptInput) keyRefs {
+			return keyRefs{refs: []string{in.KeyID}, blob: in.CiphertextBlob, hasBlob: true}
+		}),
+		op("ReEncrypt", e.ReEncrypt, func(in *kms.ReEncryptInput) keyRefs {
+			return keyRefs{refs: []string{in.SourceKeyID, in.DestinationKeyID}, blob: in.CiphertextBlob, hasBlob: true}
+		}),
+		op("GenerateDataKey", e.GenerateDataKey, func(in *kms.GenerateDataKeyInput) keyRefs { return key(in.KeyID) }),
+		op("GenerateDataKeyWithoutPlaintext", e.GenerateDataKeyWithoutPlaintext, func(in *kms.GenerateDataKeyInput) keyRefs { return key(in.KeyID) }),
+		op("CreateGrant", e.CreateGrant, func(in *kms.CreateGrantInput) keyRefs { return key(in.KeyID) }),
+		op("RetireGrant", e.RetireGrant, func(in *kms.RetireGrantInput) keyRefs { return key(in.KeyID) }),
+		op("ListGrants", e.ListGrants, func(in *kms.ListGrantsInput) keyRefs { return key(in.KeyID) }),
+		op("TagResource", e.TagResource, func(in *kms.TagResourceInput) keyRefs { return key(in.KeyID) }),
+		op("UntagResource", e.UntagResource, func(in *kms.UntagResourceInput) keyRefs { return key(in.KeyID) }),
+		op("ListResourceTags", e.ListResourceTags, func(in *kms.ListResourceTagsInput) keyRefs { return key(in.KeyID) }),
+	}
+	s.ops = make(map[string]operation, len(ops))
+	for _, o := range ops {
+		s.ops[o.name] = o
+	}
+	return s
 }
 
 // statusOf is the HTTP status AWS KMS uses for an error code.
@@ -160,82 +243,135 @@ func requestID() string {
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	rid := requestID()
-	w.Header().Set("X-Amzn-Requestid", rid)
-	target := r.Header.Get("X-Amz-Target")
-	opName := strings.TrimPrefix(target, targetPrefix)
-	fail := func(err error) { s.writeError(w, rid, opName, err) }
-
-	if r.Method != http.MethodPost || (r.URL.Path != "/" && r.URL.Path != "") {
-		fail(&kms.Error{Code: kms.CodeUnknownOperation, Message: "requests are POST / with X-Amz-Target"})
-		return
-	}
-	if r.ContentLength > maxBody {
-		fail(&kms.Error{Code: kms.CodeValidation, Message: "the request body is larger than 1 MiB"})
-		return
-	}
+	rec := auditRecord{start: s.now(), requestID: requestID(), remote: r.RemoteAddr}
+	w.Header().Set("X-Amzn-Requestid", rec.requestID)
 	bp := bodyPool.Get().(*[]byte)
-	defer bodyPool.Put(bp)
-	body, err := readBody(r, (*bp)[:0])
+	out, err := s.serve(w, r, bp, &rec)
+	if err == nil {
+		err = s.writeResult(w, out)
+	}
+	if err != nil {
+		s.writeError(w, &rec, err)
+	} else {
+		rec.status = http.StatusOK
+	}
+	bodyPool.Put(bp)
+	if s.audit != nil {
+		s.audit.write(&rec)
+	}
+}
+
+// serve authenticates, authorises and runs one request.
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, bp *[]byte, rec *auditRecord) (any, error) {
+	if r.Method != http.MethodPost || (r.URL.Path != "/" && r.URL.Path != "") {
+		return nil, &kms.Error{Code: kms.CodeUnknownOperation, Message: "requests are POST / with X-Amz-Target"}
+	}
+	if !s.hostAllowed(r) {
+		return nil, &kms.Error{Code: kms.CodeInvalidSignature, Message: "the request's Host header does not name this endpoint"}
+	}
+	if r.ContentLength > MaxBody {
+		w.Header().Set("Connection", "close")
+		return nil, &kms.Error{Code: kms.CodeValidation, Message: "the request body is larger than 64 KiB"}
+	}
+	body, err := readBody(w, r, (*bp)[:0])
 	*bp = body[:0]
 	if err != nil {
-		fail(err)
-		return
+		w.Header().Set("Connection", "close")
+		return nil, err
 	}
-	if err := s.verify.verify(r, body); err != nil {
-		fail(err)
-		return
-	}
-	if !strings.HasPrefix(target, targetPrefix) {
-		fail(&kms.Error{Code: kms.CodeUnknownOperation, Message: "X-Amz-Target must be TrentService.<Operation>"})
-		return
-	}
-	ct := r.Header.Get("Content-Type")
-	if ct != "" && !strings.HasPrefix(ct, contentType) && !strings.HasPrefix(ct, "application/x-amz-json-1.0") {
-		fail(&kms.Error{Code: kms.CodeSerialization, Message: "Content-Type must be " + contentType})
-		return
-	}
-	handle, ok := s.ops[opName]
-	if !ok {
-		fail(&kms.Error{Code: kms.CodeUnknownOperation, Message: "operation " + opName + " is not supported"})
-		return
-	}
-	out, err := handle(r.Context(), body)
+	markRead(r)
+	akid, err := s.verify.verify(r, body)
 	if err != nil {
-		fail(err)
-		return
+		return nil, err
 	}
+	rec.principal = akid
+	target := r.Header.Get("X-Amz-Target")
+	opName, ok := strings.CutPrefix(target, targetPrefix)
+	if !ok {
+		return nil, &kms.Error{Code: kms.CodeUnknownOperation, Message: "X-Amz-Target must be TrentService.<Operation>"}
+	}
+	o, ok := s.ops[opName]
+	if !ok {
+		return nil, &kms.Error{Code: kms.CodeUnknownOperation, Message: "operation " + auditKey(opName) + " is not supported"}
+	}
+	rec.operation = o.name
+	ct := r.Header.Get("Content-Type")
+	if !strings.HasPrefix(ct, contentType) && !strings.HasPrefix(ct, "application/x-amz-json-1.0") {
+		return nil, &kms.Error{Code: kms.CodeSerialization, Message: "Content-Type must be " + contentType}
+	}
+	g := s.grants[akid]
+	if g == nil {
+		g = &grant{id: akid} // authenticated, allowed nothing
+	}
+	out, keys, err := o.call(r.Context(), s, g, body, rec.keyBuf[:0])
+	rec.keys = keys
+	return out, err
+}
+
+// hostAllowed reports whether the Host header names this endpoint: one of
+// the configured names, the address the client connected to, or
+// "localhost" on a loopback connection. The port is not compared (a port
+// forward may change it).
+func (s *Server) hostAllowed(r *http.Request) bool {
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	} else {
+		host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	}
+	if host == "" {
+		return false
+	}
+	if s.hosts[host] || s.hosts[strings.ToLower(host)] {
+		return true
+	}
+	local, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	if !ok {
+		return false
+	}
+	la, err := netip.ParseAddrPort(local.String())
+	if err != nil {
+		return false
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return ip.Unmap() == la.Addr().Unmap()
+	}
+	return strings.EqualFold(host, "localhost") && la.Addr().IsLoopback()
+}
+
+// writeResult writes a successful response.
+func (s *Server) writeResult(w http.ResponseWriter, out any) error {
 	st := json.BorrowStream(nil)
 	defer json.ReturnStream(st)
 	st.WriteVal(out)
 	if st.Error != nil {
-		fail(st.Error)
-		return
+		return st.Error
 	}
 	w.Header().Set("Content-Type", contentType)
 	_, _ = w.Write(st.Buffer())
+	return nil
 }
 
 // bodyPool recycles request body buffers: reading bodies by growing a fresh
 // slice was the largest allocation per request.
 var bodyPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
-// readBody reads at most maxBody bytes of the request body into buf.
-func readBody(r *http.Request, buf []byte) ([]byte, error) {
-	if r.ContentLength > 0 {
-		buf = slices.Grow(buf, int(r.ContentLength))
-	}
+// readBody reads the request body into buf, at most MaxBody bytes. The
+// buffer grows with what arrives, never with what Content-Length announces.
+func readBody(w http.ResponseWriter, r *http.Request, buf []byte) ([]byte, error) {
+	body := http.MaxBytesReader(w, r.Body, MaxBody)
 	for {
 		if len(buf) == cap(buf) {
-			buf = slices.Grow(buf, 4096)
+			buf = slices.Grow(buf, min(cap(buf), MaxBody-len(buf)+1))
 		}
-		n, err := r.Body.Read(buf[len(buf):cap(buf)])
+		n, err := body.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
-		if len(buf) > maxBody {
-			return buf, &kms.Error{Code: kms.CodeValidation, Message: "the request body is larger than 1 MiB"}
-		}
 		if errors.Is(err, io.EOF) {
 			return buf, nil
+		}
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return buf, &kms.Error{Code: kms.CodeValidation, Message: "the request body is larger than 64 KiB"}
 		}
 		if err != nil {
 			return buf, &kms.Error{Code: kms.CodeSerialization, Message: "reading the request body failed"}
@@ -248,17 +384,19 @@ type wireError struct {
 	Message string `json:"message"`
 }
 
-func (s *Server) writeError(w http.ResponseWriter, rid, opName string, err error) {
+func (s *Server) writeError(w http.ResponseWriter, rec *auditRecord, err error) {
 	var ke *kms.Error
 	if !errors.As(err, &ke) {
 		// A keystore or internal failure: log it, say only that it happened.
-		s.log.Error(err, "internal error", "operation", opName, "requestId", rid)
-		ke = &kms.Error{Code: kms.CodeInternal, Message: "internal error (request " + rid + ")"}
+		s.log.Error(err, "internal error", "operation", rec.operation, "requestId", rec.requestID)
+		ke = &kms.Error{Code: kms.CodeInternal, Message: "internal error (request " + rec.requestID + ")"}
 	} else {
-		s.log.V(1).Info("request failed", "operation", opName, "requestId", rid, "code", string(ke.Code))
+		s.log.V(1).Info("request failed", "operation", rec.operation, "requestId", rec.requestID, "code", string(ke.Code))
 	}
+	rec.code = string(ke.Code)
+	rec.status = statusOf(ke.Code)
 	b, _ := json.Marshal(wireError{Type: string(ke.Code), Message: ke.Message})
 	w.Header().Set("Content-Type", contentType)
-	w.WriteHeader(statusOf(ke.Code))
+	w.WriteHeader(rec.status)
 	_, _ = w.Write(b)
 }

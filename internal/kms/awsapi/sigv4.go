@@ -83,9 +83,27 @@ func ReadCredentialsFile(path string) (Credentials, error) {
 
 const (
 	sigAlgorithm = "AWS4-HMAC-SHA256"
-	maxClockSkew = 15 * time.Minute
+	// maxClockSkew is AWS's window for a request's time.
+	maxClockSkew = 5 * time.Minute
 	amzDateFmt   = "20060102T150405Z"
+	// maxSigningKeys bounds the derived-key cache. Entries are added only
+	// after a signature verified, so only a holder of a secret can add
+	// one, and the ±5 minute window leaves at most two dates per key and
+	// region.
+	maxSigningKeys = 64
+	// maxRegionLen bounds the credential scope's region (AWS's longest is
+	// 14 characters).
+	maxRegionLen = 32
 )
+
+// requiredSignedHeaders must be in every request's SignedHeaders, besides
+// every x-amz-* header the request carries: the target is the operation,
+// so a signature over less could be replayed as another operation.
+var requiredSignedHeaders = []string{"content-type", "host", "x-amz-date", "x-amz-target"}
+
+// singleValued are the headers that may appear at most once: the server
+// reads the first value, the signature covers all of them joined.
+var singleValued = []string{"Authorization", "Content-Type", "X-Amz-Content-Sha256", "X-Amz-Date", "X-Amz-Target"}
 
 // verifier checks AWS Signature Version 4 on requests. Hand-written because
 // the SDKs only sign; the SDK-driven tests prove it accepts what they send.
@@ -93,7 +111,9 @@ type verifier struct {
 	creds   Credentials
 	service string
 	now     func() time.Time
-	keys    sync.Map // signingKeyID -> []byte
+
+	mu   sync.RWMutex
+	keys map[signingKeyID]*signingKey // only keys that verified a signature
 }
 
 type signingKeyID struct{ akid, date, region, service string }
@@ -136,10 +156,15 @@ func parseAuthorization(h string) (authorization, error) {
 		return a, sigError(kms.CodeIncompleteSignature, "Credential scope must be ACCESS_KEY/DATE/REGION/SERVICE/aws4_request")
 	}
 	a.akid, a.date, a.region, a.service = scope[0], scope[1], scope[2], scope[3]
+	if !validRegion(a.region) {
+		return a, sigError(kms.CodeIncompleteSignature, "the credential scope's region must be 1 to %d of a-z, 0-9 and -", maxRegionLen)
+	}
 	a.signedHeaderList = signed
 	a.signedHeaders = strings.Split(signed, ";")
-	if !slices.IsSorted(a.signedHeaders) {
-		return a, sigError(kms.CodeIncompleteSignature, "SignedHeaders must be sorted")
+	for i, name := range a.signedHeaders {
+		if name == "" || (i > 0 && name <= a.signedHeaders[i-1]) || strings.ToLower(name) != name {
+			return a, sigError(kms.CodeIncompleteSignature, "SignedHeaders must be lower-case names, sorted, each once")
+		}
 	}
 	var err error
 	if a.signature, err = hex.DecodeString(sig); err != nil || len(a.signature) != sha256.Size {
@@ -148,37 +173,65 @@ func parseAuthorization(h string) (authorization, error) {
 	return a, nil
 }
 
+// validRegion reports whether a credential scope's region is short and of
+// the characters region names use: it keys the signing-key derivation.
+func validRegion(r string) bool {
+	if r == "" || len(r) > maxRegionLen {
+		return false
+	}
+	for i := 0; i < len(r); i++ {
+		if c := r[i]; (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' {
+			return false
+		}
+	}
+	return true
+}
+
 // verify checks the request's signature over its method, path, query,
-// signed headers and body.
-func (v *verifier) verify(r *http.Request, body []byte) error {
+// signed headers and body, and returns the access key id that signed it.
+// Nothing keyed by what the client sent is stored unless the signature
+// verified.
+func (v *verifier) verify(r *http.Request, body []byte) (string, error) {
+	for _, name := range singleValued {
+		if len(r.Header[name]) > 1 {
+			return "", sigError(kms.CodeIncompleteSignature, "the request has more than one %s header", name)
+		}
+	}
 	h := r.Header.Get("Authorization")
 	if h == "" {
-		return sigError(kms.CodeMissingAuthToken, "the request is not signed (AWS Signature Version 4 is required)")
+		return "", sigError(kms.CodeMissingAuthToken, "the request is not signed (AWS Signature Version 4 is required)")
 	}
 	a, err := parseAuthorization(h)
 	if err != nil {
-		return err
+		return "", err
 	}
 	secret, ok := v.creds[a.akid]
 	if !ok {
-		return sigError(kms.CodeUnrecognizedClient, "the security token included in the request is invalid")
+		return "", sigError(kms.CodeUnrecognizedClient, "the security token included in the request is invalid")
 	}
 	if a.service != v.service {
-		return sigError(kms.CodeInvalidSignature, "credential scope names service %q, want %q", a.service, v.service)
+		return "", sigError(kms.CodeInvalidSignature, "credential scope names service %q, want %q", auditKey(a.service), v.service)
 	}
 	amzDate := r.Header.Get("X-Amz-Date")
 	t, err := time.Parse(amzDateFmt, amzDate)
 	if err != nil {
-		return sigError(kms.CodeIncompleteSignature, "X-Amz-Date is missing or malformed")
+		return "", sigError(kms.CodeIncompleteSignature, "X-Amz-Date is missing or malformed")
 	}
 	if amzDate[:8] != a.date {
-		return sigError(kms.CodeInvalidSignature, "credential scope date does not match X-Amz-Date")
+		return "", sigError(kms.CodeInvalidSignature, "credential scope date does not match X-Amz-Date")
 	}
 	if d := v.now().Sub(t); d > maxClockSkew || d < -maxClockSkew {
-		return sigError(kms.CodeInvalidSignature, "signature expired: the request time is more than %v from the server's", maxClockSkew)
+		return "", sigError(kms.CodeInvalidSignature, "signature expired: the request time is more than %v from the server's", maxClockSkew)
 	}
-	if !slices.Contains(a.signedHeaders, "host") || !slices.Contains(a.signedHeaders, "x-amz-date") {
-		return sigError(kms.CodeIncompleteSignature, "SignedHeaders must include host and x-amz-date")
+	for _, name := range requiredSignedHeaders {
+		if !slices.Contains(a.signedHeaders, name) {
+			return "", sigError(kms.CodeIncompleteSignature, "SignedHeaders must include %s", strings.Join(requiredSignedHeaders, ", "))
+		}
+	}
+	for name := range r.Header {
+		if len(name) > 6 && strings.EqualFold(name[:6], "x-amz-") && !signedHeader(a.signedHeaders, name) {
+			return "", sigError(kms.CodeIncompleteSignature, "every x-amz-* header must be signed; %s is not", auditKey(name))
+		}
 	}
 	hs := hashPool.Get().(*hashState)
 	defer hashPool.Put(hs)
@@ -186,7 +239,7 @@ func (v *verifier) verify(r *http.Request, body []byte) error {
 	var payloadHash [2 * sha256.Size]byte
 	hex.Encode(payloadHash[:], sum[:])
 	if ph := r.Header.Get("X-Amz-Content-Sha256"); ph != "" && ph != string(payloadHash[:]) {
-		return sigError(kms.CodeInvalidSignature, "X-Amz-Content-Sha256 does not match the body")
+		return "", sigError(kms.CodeInvalidSignature, "X-Amz-Content-Sha256 does not match the body")
 	}
 
 	// The canonical request, built in a pooled buffer and hashed once.
@@ -203,7 +256,7 @@ func (v *verifier) verify(r *http.Request, body []byte) error {
 	for _, name := range a.signedHeaders {
 		val, ok := headerValue(r, name)
 		if !ok {
-			return sigError(kms.CodeIncompleteSignature, "signed header %q is missing from the request", name)
+			return "", sigError(kms.CodeIncompleteSignature, "signed header %q is missing from the request", auditKey(name))
 		}
 		b = append(append(append(append(b, name...), ':'), val...), '\n')
 	}
@@ -220,14 +273,32 @@ func (v *verifier) verify(r *http.Request, body []byte) error {
 	b = hex.AppendEncode(b, crSum)
 	hs.buf = b
 
-	key := v.signingKey(signingKeyID{a.akid, a.date, a.region, a.service}, secret)
+	id := signingKeyID{a.akid, a.date, a.region, a.service}
+	key, cached := v.cachedKey(id)
+	if !cached {
+		key = deriveSigningKey(id, secret)
+	}
 	mac := key.mac()
 	defer key.macs.Put(mac)
 	_, _ = mac.Write(b)
 	if !hmac.Equal(mac.Sum(hs.sum[:0]), a.signature) {
-		return sigError(kms.CodeInvalidSignature, "the request signature we calculated does not match the signature you provided")
+		return "", sigError(kms.CodeInvalidSignature, "the request signature we calculated does not match the signature you provided")
 	}
-	return nil
+	if !cached {
+		v.remember(id, key)
+	}
+	return a.akid, nil
+}
+
+// signedHeader reports whether the canonical header name (X-Amz-Foo) is in
+// the lower-case signed list.
+func signedHeader(signed []string, name string) bool {
+	for _, s := range signed {
+		if strings.EqualFold(s, name) {
+			return true
+		}
+	}
+	return false
 }
 
 // signingKey is a derived SigV4 key with a pool of HMACs keyed by it.
@@ -241,17 +312,46 @@ func (k *signingKey) mac() hash.Hash {
 	return m
 }
 
-func (v *verifier) signingKey(id signingKeyID, secret string) *signingKey {
-	if k, ok := v.keys.Load(id); ok {
-		return k.(*signingKey)
+func (v *verifier) cachedKey(id signingKeyID) (*signingKey, bool) {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	k, ok := v.keys[id]
+	return k, ok
+}
+
+// remember caches a key that has just verified a signature, dropping
+// another entry when the cache is full.
+func (v *verifier) remember(id signingKeyID, k *signingKey) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.keys == nil {
+		v.keys = make(map[signingKeyID]*signingKey, maxSigningKeys)
 	}
+	if _, ok := v.keys[id]; ok {
+		return
+	}
+	if len(v.keys) >= maxSigningKeys {
+		for old := range v.keys {
+			delete(v.keys, old)
+			break
+		}
+	}
+	v.keys[id] = k
+}
+
+// cacheLen is how many derived keys are cached.
+func (v *verifier) cacheLen() int {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	return len(v.keys)
+}
+
+func deriveSigningKey(id signingKeyID, secret string) *signingKey {
 	raw := hmacSHA256([]byte("AWS4"+secret), id.date)
 	raw = hmacSHA256(raw, id.region)
 	raw = hmacSHA256(raw, id.service)
 	raw = hmacSHA256(raw, "aws4_request")
-	k := &signingKey{macs: sync.Pool{New: func() any { return hmac.New(sha256.New, raw) }}}
-	actual, _ := v.keys.LoadOrStore(id, k)
-	return actual.(*signingKey)
+	return &signingKey{macs: sync.Pool{New: func() any { return hmac.New(sha256.New, raw) }}}
 }
 
 // hashState is a pooled SHA-256 with scratch space for its sum and for the

@@ -50,7 +50,7 @@ func TestVerifySigV4(t *testing.T) {
 	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 	v := &verifier{creds: Credentials{"AK": "SK"}, service: "kms", now: func() time.Time { return now }}
 	body := `{"Limit":10}`
-	if err := v.verify(signed(t, body, now), []byte(body)); err != nil {
+	if _, err := v.verify(signed(t, body, now), []byte(body)); err != nil {
 		t.Fatalf("a request the SDK signed was rejected: %v", err)
 	}
 	cases := []struct {
@@ -93,7 +93,7 @@ func TestVerifySigV4(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			r, b := tc.req()
-			err := v.verify(r, []byte(b))
+			_, err := v.verify(r, []byte(b))
 			if kms.CodeOf(err) != tc.code {
 				t.Fatalf("want %s, got %v", tc.code, err)
 			}

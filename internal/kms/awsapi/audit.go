@@ -1,0 +1,139 @@
+/*
+Copyright 2026 The rekey Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package awsapi
+
+import (
+	"io"
+	"strconv"
+	"sync"
+	"time"
+	"unicode/utf8"
+)
+
+// AuditRecord is one line of the audit log, written for every request the
+// handler saw, whatever its outcome. It never holds request or response
+// data: no plaintext, ciphertext, encryption context or grant token.
+type AuditRecord struct {
+	// Time is when the request reached the handler (RFC 3339, UTC).
+	Time string `json:"time"`
+	// RequestID is the X-Amzn-Requestid the response carried.
+	RequestID string `json:"requestId"`
+	// Principal is the access key id whose signature verified; empty when
+	// none did.
+	Principal string `json:"principal"`
+	// Operation is the KMS operation; empty when the request named none
+	// this server has or was refused before it was read.
+	Operation string `json:"operation"`
+	// Keys are the keys the request used: the blob's key, then the keys it
+	// named (key ARNs where known, aliases as named otherwise).
+	Keys []string `json:"keys"`
+	// Code is the error code ("" on success); Status the HTTP status.
+	Code   string `json:"code"`
+	Status int    `json:"status"`
+	// Remote is the client's address.
+	Remote string `json:"remote"`
+	// Millis is how long the request took in the handler.
+	Millis float64 `json:"ms"`
+}
+
+// auditRecord is an AuditRecord being filled in by the handler.
+type auditRecord struct {
+	start     time.Time
+	requestID string
+	principal string
+	operation string
+	keys      []string
+	keyBuf    [3]string
+	code      string
+	status    int
+	remote    string
+}
+
+// auditLog writes one JSON line per request, one write each (so a line is
+// never interleaved with another, and what was written survives a crash
+// of the server).
+type auditLog struct {
+	mu  sync.Mutex
+	w   io.Writer
+	buf []byte
+	now func() time.Time
+}
+
+func (a *auditLog) write(r *auditRecord) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	elapsed := a.now().Sub(r.start)
+	b := append(a.buf[:0], `{"time":"`...)
+	b = r.start.UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z07:00")
+	b = append(b, `","requestId":`...)
+	b = appendJSONString(b, r.requestID)
+	b = append(b, `,"principal":`...)
+	b = appendJSONString(b, r.principal)
+	b = append(b, `,"operation":`...)
+	b = appendJSONString(b, r.operation)
+	b = append(b, `,"keys":[`...)
+	for i, k := range r.keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, k)
+	}
+	b = append(b, `],"code":`...)
+	b = appendJSONString(b, r.code)
+	b = append(b, `,"status":`...)
+	b = strconv.AppendInt(b, int64(r.status), 10)
+	b = append(b, `,"remote":`...)
+	b = appendJSONString(b, r.remote)
+	b = append(b, `,"ms":`...)
+	b = strconv.AppendFloat(b, float64(elapsed.Microseconds())/1000, 'f', 3, 64)
+	b = append(b, "}\n"...)
+	a.buf = b
+	_, _ = a.w.Write(b)
+}
+
+// appendJSONString appends s as a JSON string: quotes, backslashes and
+// control characters escaped, invalid UTF-8 replaced.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				b = append(b, '\\', c)
+			case c < 0x20 || c == 0x7f || c == '<' || c == '>' || c == '&':
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			default:
+				b = append(b, c)
+			}
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 {
+			b = append(b, `\ufffd`...)
+		} else if r == '\u2028' || r == '\u2029' {
+			b = append(b, `\u202`...)
+			b = append(b, hex[r&0xf])
+		} else {
+			b = append(b, s[i:i+n]...)
+		}
+		i += n
+	}
+	return append(b, '"')
+}
