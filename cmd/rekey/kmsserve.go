@@ -18,27 +18,52 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"runtime/debug"
+	"strings"
 	"time"
 
+	"github.com/go-logr/logr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/rekey-dev/rekey/internal/kms"
 	"github.com/rekey-dev/rekey/internal/kms/awsapi"
 )
 
 const kmsUsage = `usage: rekey kms serve --listen ADDR --keystore FILE --root-key-file FILE --credentials-file FILE
+                       [--policy-file FILE] [--audit-log FILE] [--tls-cert-file FILE --tls-key-file FILE]
 
 Serves the embedded engine over the AWS KMS JSON protocol, so AWS SDKs and
-the AWS CLI work against it (endpoint URL http://ADDR). Every request must be
-signed (SigV4) with a pair from the credentials file, one
-"ACCESS_KEY_ID SECRET_ACCESS_KEY" a line.`
+the AWS CLI work against it (endpoint URL https://ADDR, or http://ADDR on
+loopback). Every request must be signed (SigV4) with a pair from the
+credentials file, one "ACCESS_KEY_ID SECRET_ACCESS_KEY" a line, and is
+authorised by the policy file: which operations on which keys each access
+key may call (docs/kms.md). Without a policy file the credentials file must
+hold one pair, and it is an admin. Every request is written to the audit
+log, one JSON line each. Plain HTTP is refused on a non-loopback address.`
+
+// hostsFlag collects a repeatable, comma-separated flag of host names.
+type hostsFlag []string
+
+func (l *hostsFlag) String() string { return strings.Join(*l, ",") }
+
+func (l *hostsFlag) Set(s string) error {
+	for v := range strings.SplitSeq(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			*l = append(*l, v)
+		}
+	}
+	return nil
+}
 
 func runKMS(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "serve" {
@@ -51,15 +76,59 @@ func runKMS(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	return runKMSServe(ctx, args[1:], stdin, stdout, stderr)
 }
 
-func runKMSServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
-	var ef engineFlags
-	fs := newFlagSet("kms serve", stderr)
-	ef.bind(fs)
-	listen := fs.String("listen", "127.0.0.1:8300", "address to listen on (loopback by default; port 0 picks a free one)")
-	credsFile := fs.String("credentials-file", "", "file of ACCESS_KEY_ID SECRET_ACCESS_KEY pairs whose signatures are accepted (required)")
-	refresh := fs.Duration("refresh-interval", time.Second, "how often to pick up keystore changes made by other processes")
-	gcPercent := fs.Int("gc-percent", 400, "Go GC target for this server when GOGC is not set: its live heap is a few MiB, "+
+// kmsServeFlags are rekey kms serve's own flags.
+type kmsServeFlags struct {
+	engine                engineFlags
+	hosts                 hostsFlag
+	listen                string
+	credsFile, policyFile string
+	auditLog              string
+	certFile, keyFile     string
+	maxConns              int
+	refresh               time.Duration
+	gcPercent             int
+}
+
+func (f *kmsServeFlags) bind(fs *flag.FlagSet) {
+	f.engine.bind(fs)
+	fs.StringVar(&f.listen, "listen", "127.0.0.1:8300", "address to listen on (loopback by default; port 0 picks a free one); "+
+		"any other address needs --tls-cert-file and --tls-key-file")
+	fs.StringVar(&f.credsFile, "credentials-file", "", "file of ACCESS_KEY_ID SECRET_ACCESS_KEY pairs whose signatures are accepted (required)")
+	fs.StringVar(&f.policyFile, "policy-file", "", "JSON file saying which operations on which keys each access key may call (docs/kms.md); "+
+		"without it the credentials file must hold one pair, which is an admin")
+	fs.StringVar(&f.auditLog, "audit-log", "-", "where to append the audit log, one JSON line per request (- is stdout)")
+	fs.StringVar(&f.certFile, "tls-cert-file", "", "PEM certificate (chain) to serve TLS with; reloaded when it changes")
+	fs.StringVar(&f.keyFile, "tls-key-file", "", "PEM private key of --tls-cert-file")
+	fs.Var(&f.hosts, "host", "a host name clients use to reach this server (repeatable, comma-separated); the Host header of "+
+		"every request must name it, the certificate's names, or the address the client connected to")
+	fs.IntVar(&f.maxConns, "max-connections", awsapi.DefaultLimits().MaxConnections, "most connections open at once "+
+		"(lowered to half the open-file limit); beyond it the connection that has waited longest for its client is closed")
+	fs.DurationVar(&f.refresh, "refresh-interval", time.Second, "how often to pick up keystore changes made by other processes")
+	fs.IntVar(&f.gcPercent, "gc-percent", 400, "Go GC target for this server when GOGC is not set: its live heap is a few MiB, "+
 		"so a higher target trades a few MiB for less CPU per request (docs/benchmarks.md)")
+}
+
+// check refuses flag combinations that cannot be served safely.
+func (f *kmsServeFlags) check(ctx context.Context) error {
+	if f.credsFile == "" {
+		return fmt.Errorf("%w: --credentials-file is required", errUsage)
+	}
+	if (f.certFile == "") != (f.keyFile == "") {
+		return fmt.Errorf("%w: --tls-cert-file and --tls-key-file go together", errUsage)
+	}
+	if f.maxConns < 1 {
+		return fmt.Errorf("%w: --max-connections must be at least 1", errUsage)
+	}
+	if f.certFile == "" {
+		return requireLoopback(ctx, f.listen)
+	}
+	return nil
+}
+
+func runKMSServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	var f kmsServeFlags
+	fs := newFlagSet("kms serve", stderr)
+	f.bind(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, kmsUsage)
 		fs.PrintDefaults()
@@ -67,46 +136,142 @@ func runKMSServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *credsFile == "" {
-		return fmt.Errorf("%w: --credentials-file is required", errUsage)
+	if err := f.check(ctx); err != nil {
+		return err
 	}
 	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(*gcPercent)
-	}
-	creds, err := awsapi.ReadCredentialsFile(*credsFile)
-	if err != nil {
-		return err
-	}
-	e, err := ef.open(ctx)
-	if err != nil {
-		return err
+		debug.SetGCPercent(f.gcPercent)
 	}
 	log := zap.New(zap.WriteTo(stderr))
 	ctrl.SetLogger(log)
-	ln, err := net.Listen("tcp", *listen)
+	creds, policy, err := f.access()
 	if err != nil {
-		return fmt.Errorf("listening on %s: %w", *listen, err)
+		return err
 	}
-	srv := &http.Server{
-		Handler:           awsapi.New(e, awsapi.Options{Credentials: creds, Log: log.WithName("kms")}),
-		ReadHeaderTimeout: 10 * time.Second,
+	tlsConfig, err := f.tlsConfig(log)
+	if err != nil {
+		return err
 	}
-	fmt.Fprintf(stdout, "rekey kms: listening on http://%s\n", ln.Addr())
+	audit, closeAudit, err := f.openAudit(stdout)
+	if err != nil {
+		return err
+	}
+	defer closeAudit()
+	e, err := f.engine.open(ctx)
+	if err != nil {
+		return err
+	}
+	if policy != nil {
+		unlisted, err := policy.Check(e, creds)
+		if err != nil {
+			return fmt.Errorf("%s: %w", f.policyFile, err)
+		}
+		if len(unlisted) > 0 {
+			log.Info("access keys without a policy entry may authenticate but do nothing", "accessKeyIds", unlisted)
+		}
+	} else {
+		for id := range creds {
+			log.Info("no --policy-file: the only access key is an admin", "accessKeyId", id)
+		}
+	}
+	limits := awsapi.DefaultLimits()
+	limits.MaxConnections = awsapi.FitConnectionLimit(f.maxConns)
+	if limits.MaxConnections < f.maxConns {
+		log.Info("lowered --max-connections to half the open-file limit", "maxConnections", limits.MaxConnections)
+	}
+	ln, err := net.Listen("tcp", f.listen)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", f.listen, err)
+	}
+	if tlsConfig == nil && !isLoopback(ln.Addr()) {
+		_ = ln.Close()
+		return fmt.Errorf("%w: %s is not a loopback address: serve TLS (--tls-cert-file, --tls-key-file)", errUsage, ln.Addr())
+	}
+	handler := awsapi.New(e, awsapi.Options{Credentials: creds, Policy: policy, Hosts: f.hosts, Audit: audit, Log: log.WithName("kms")})
+	srv := awsapi.NewHTTPServer(handler, limits, tlsConfig, log.WithName("http"))
+	scheme := "http"
+	if tlsConfig != nil {
+		scheme = "https"
+	}
+	fmt.Fprintf(stdout, "rekey kms: listening on %s://%s\n", scheme, ln.Addr())
+	go refreshEvery(ctx, e, f.refresh, log)
+	if err := serveUntilDone(ctx, srv, ln); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "rekey kms: stopped")
+	return nil
+}
 
-	go func() {
-		t := time.NewTicker(*refresh)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				if err := e.Refresh(ctx); err != nil && ctx.Err() == nil {
-					log.Error(err, "refreshing the keystore")
-				}
+// access reads the credentials and the policy. Without a policy the
+// credentials must be one pair: it is an admin.
+func (f *kmsServeFlags) access() (awsapi.Credentials, *awsapi.Policy, error) {
+	creds, err := awsapi.ReadCredentialsFile(f.credsFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	if f.policyFile == "" {
+		if len(creds) != 1 {
+			return nil, nil, fmt.Errorf("%w: %s holds %d access keys: give --policy-file to say what each may do "+
+				"(without one, the only access key is an admin)", errUsage, f.credsFile, len(creds))
+		}
+		return creds, nil, nil
+	}
+	policy, err := awsapi.ReadPolicyFile(f.policyFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	return creds, policy, nil
+}
+
+// tlsConfig loads the certificate, if any, and adds its names to the hosts
+// the server answers to.
+func (f *kmsServeFlags) tlsConfig(log logr.Logger) (*tls.Config, error) {
+	if f.certFile == "" {
+		return nil, nil
+	}
+	certs, err := awsapi.NewCertificateLoader(f.certFile, f.keyFile, log.WithName("tls"))
+	if err != nil {
+		return nil, err
+	}
+	if leaf := certs.Certificate().Leaf; leaf != nil {
+		f.hosts = append(f.hosts, leaf.DNSNames...)
+		for _, ip := range leaf.IPAddresses {
+			f.hosts = append(f.hosts, ip.String())
+		}
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.GetCertificate}, nil
+}
+
+// openAudit opens the audit log: stdout, or a file appended to (0600).
+func (f *kmsServeFlags) openAudit(stdout io.Writer) (io.Writer, func(), error) {
+	if f.auditLog == "-" {
+		return stdout, func() {}, nil
+	}
+	file, err := os.OpenFile(f.auditLog, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, nil, fmt.Errorf("opening the audit log: %w", err)
+	}
+	return file, func() { _ = file.Close() }, nil
+}
+
+// refreshEvery picks up keystore changes other processes made.
+func refreshEvery(ctx context.Context, e *kms.Engine, every time.Duration, log logr.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := e.Refresh(ctx); err != nil && ctx.Err() == nil {
+				log.Error(err, "refreshing the keystore")
 			}
 		}
-	}()
+	}
+}
+
+// serveUntilDone serves until ctx ends, then shuts down gracefully.
+func serveUntilDone(ctx context.Context, srv *awsapi.HTTPServer, ln net.Listener) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
@@ -122,6 +287,43 @@ func runKMSServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
-	fmt.Fprintln(stdout, "rekey kms: stopped")
 	return nil
+}
+
+// requireLoopback refuses a listen address that is not loopback: plain
+// HTTP would carry signed requests, plaintexts and data keys in the clear.
+func requireLoopback(ctx context.Context, listen string) error {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return fmt.Errorf("%w: --listen %s: %w", errUsage, listen, err)
+	}
+	refuse := fmt.Errorf("%w: --listen %s is not a loopback address: plain HTTP is only served on loopback; "+
+		"give --tls-cert-file and --tls-key-file", errUsage, listen)
+	if host == "" {
+		return refuse
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		if !ip.IsLoopback() {
+			return refuse
+		}
+		return nil
+	}
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return fmt.Errorf("%w: --listen %s: %w", errUsage, listen, err)
+	}
+	if len(ips) == 0 {
+		return refuse
+	}
+	for _, ip := range ips {
+		if !ip.IsLoopback() {
+			return refuse
+		}
+	}
+	return nil
+}
+
+func isLoopback(a net.Addr) bool {
+	ap, err := netip.ParseAddrPort(a.String())
+	return err == nil && ap.Addr().IsLoopback()
 }
