@@ -56,6 +56,7 @@ func newAWSEnv(t *testing.T, srv *testkms.Server, n int) *awsEnv {
 			StaticCredentials: &awsprovider.StaticCredentials{AccessKeyID: c.AccessKeyID, SecretAccessKey: c.SecretAccessKey}})
 	}
 	a := &awsEnv{t: t, f: f, srv: srv, sdk: srv.Client()}
+	f.allowedEndpoints = append(f.allowedEndpoints, srv.URL)
 	tags := []types.Tag{{TagKey: aws.String(rekeyv1alpha1.KeyNamespacesTag), TagValue: aws.String("*")}}
 	src, err := a.sdk.CreateKey(ctx, &awskms.CreateKeyInput{Tags: tags})
 	if err != nil {
@@ -76,7 +77,7 @@ func newAWSEnv(t *testing.T, srv *testkms.Server, n int) *awsEnv {
 		}
 		f.createSecret(name, data, "*")
 	}
-	creds := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "kms-creds", Namespace: f.ns},
+	creds := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "kms-creds", Namespace: f.ns}, Type: rekeyv1alpha1.AWSCredentialsSecretType,
 		Data: map[string][]byte{CredentialsAccessKeyID: []byte(testkms.AccessKeyID), CredentialsSecretAccessKey: []byte(testkms.SecretAccessKey)}}
 	if err := k8sClient.Create(ctx, creds); err != nil {
 		t.Fatal(err)
@@ -193,6 +194,7 @@ func TestThrottlingNeverFailsASecret(t *testing.T) {
 func TestAWSEndpointWithoutCredentialsStalls(t *testing.T) {
 	f := newFixture(t)
 	f.newAWS = func(context.Context, AWSConfig) (KeyService, error) { return nil, fmt.Errorf("must not be called") }
+	f.allowedEndpoints = []string{"http://127.0.0.1:1"}
 	f.start(10)
 	f.rotation("aws", func(kr *rekeyv1alpha1.KeyRotation) {
 		kr.Spec.Provider = &rekeyv1alpha1.ProviderSpec{AWS: &rekeyv1alpha1.AWSProvider{Region: "eu-west-1", Endpoint: "http://127.0.0.1:1"}}

@@ -60,6 +60,8 @@ type fixture struct {
 	wrapReader func(client.Reader) client.Reader
 	// embedded, when set, replaces f.ks as the controller's embedded key service.
 	embedded KeyService
+	// allowedEndpoints are the AWS endpoint overrides the operator allows.
+	allowedEndpoints []string
 	// keyServices is the controller's factory, once started.
 	keyServices *KeyServiceFactory
 	// cache is the manager's cache the controller reads KeyRotations from.
@@ -195,7 +197,7 @@ func (f *fixture) start(pageSize int64) func() {
 	if f.embedded != nil {
 		emb = f.embedded
 	}
-	f.keyServices = &KeyServiceFactory{Embedded: emb, NewAWS: f.newAWS, Reader: mgr.GetAPIReader()}
+	f.keyServices = &KeyServiceFactory{Embedded: emb, NewAWS: f.newAWS, Reader: mgr.GetAPIReader(), AllowedEndpoints: f.allowedEndpoints}
 	r := &KeyRotationReconciler{
 		Client:      interceptor.NewClient(direct, f.updates.funcs(&f.failStatusPatches)),
 		Clock:       func() time.Time { return time.Now().Add(time.Duration(f.clockOffset.Load())) },

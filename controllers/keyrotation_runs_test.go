@@ -344,6 +344,7 @@ func TestUnreachableProviderShowsInConditions(t *testing.T) {
 		t.Fatal(err)
 	}
 	errs := reconcileErrors(t)
+	a.f.allowedEndpoints = append(a.f.allowedEndpoints, closed)
 	a.f.start(10)
 	a.rotation("r", func(kr *rekeyv1alpha1.KeyRotation) { kr.Spec.Provider.AWS.Endpoint = closed })
 	kr := a.f.wait("r", "Reconciling with the reason", func(kr *rekeyv1alpha1.KeyRotation) bool {
@@ -931,6 +932,7 @@ func TestNonKMSEndpointStallsWithoutEchoingIt(t *testing.T) {
 	}))
 	t.Cleanup(other.Close)
 	a := newAWSEnv(t, testkms.Rekey(t), 1)
+	a.f.allowedEndpoints = append(a.f.allowedEndpoints, other.URL)
 	a.f.start(10)
 	a.rotation("r", func(kr *rekeyv1alpha1.KeyRotation) { kr.Spec.Provider.AWS.Endpoint = other.URL })
 	kr := a.f.wait("r", "Stalled", func(kr *rekeyv1alpha1.KeyRotation) bool {

@@ -20,6 +20,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
+	"strings"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
@@ -59,6 +62,7 @@ const (
 const (
 	ReasonCredentialsInvalid = "CredentialsSecretInvalid"
 	ReasonEndpointNeedsCreds = "EndpointNeedsCredentials"
+	ReasonEndpointNotAllowed = "EndpointNotAllowed"
 )
 
 // KeyServiceFactory is the one place that knows which key service a
@@ -71,6 +75,9 @@ type KeyServiceFactory struct {
 	NewAWS func(ctx context.Context, c AWSConfig) (KeyService, error)
 	// Reader reads credentials Secrets (uncached).
 	Reader client.Reader
+	// AllowedEndpoints are the endpoint overrides a rotation may name
+	// (scheme://host[:port]); none by default.
+	AllowedEndpoints []string
 
 	mu  sync.Mutex
 	aws map[types.NamespacedName]cachedKeyService
@@ -92,6 +99,32 @@ func (f *KeyServiceFactory) Forget(key types.NamespacedName) {
 	delete(f.aws, key)
 }
 
+// endpointAllowed checks an endpoint override against the allowlist the
+// operator's admin gave: scheme, host and port must equal an entry's, and
+// the scheme must be https, or http to a loopback address (tests). A
+// rotation never chooses where the operator connects beyond that list.
+func (f *KeyServiceFactory) endpointAllowed(endpoint string) error {
+	u, err := url.Parse(endpoint)
+	if err != nil || u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("spec.provider.aws.endpoint must be a URL of the form https://host[:port]")
+	}
+	switch u.Scheme {
+	case "https":
+	case "http":
+		if ip := net.ParseIP(u.Hostname()); ip == nil || !ip.IsLoopback() {
+			return fmt.Errorf("spec.provider.aws.endpoint must use https (plain http only to a loopback address)")
+		}
+	default:
+		return fmt.Errorf("spec.provider.aws.endpoint must use https")
+	}
+	for _, a := range f.AllowedEndpoints {
+		if au, err := url.Parse(a); err == nil && au.Scheme == u.Scheme && strings.EqualFold(au.Host, u.Host) {
+			return nil
+		}
+	}
+	return fmt.Errorf("spec.provider.aws.endpoint %s://%s is not one the operator allows (its --aws-allowed-endpoints)", u.Scheme, u.Host)
+}
+
 // cached returns how many AWS clients are kept (for tests).
 func (f *KeyServiceFactory) cached() int {
 	f.mu.Lock()
@@ -110,6 +143,11 @@ func (f *KeyServiceFactory) For(ctx context.Context, kr *rekeyv1alpha1.KeyRotati
 			Err: errors.New("this operator was started without the AWS provider")}
 	}
 	cfg := AWSConfig{Region: p.AWS.Region, Endpoint: p.AWS.Endpoint}
+	if cfg.Endpoint != "" {
+		if err := f.endpointAllowed(cfg.Endpoint); err != nil {
+			return nil, &stallError{Reason: ReasonEndpointNotAllowed, Terminal: true, Err: err}
+		}
+	}
 	version := ""
 	if ref := p.AWS.CredentialsSecretRef; ref != nil {
 		var s corev1.Secret
@@ -119,6 +157,11 @@ func (f *KeyServiceFactory) For(ctx context.Context, kr *rekeyv1alpha1.KeyRotati
 			return nil, stall(ReasonCredentialsInvalid, "credentials Secret %s not found", ref.Name)
 		case err != nil:
 			return nil, fmt.Errorf("reading credentials Secret %s: %w", ref.Name, err)
+		case s.Type != rekeyv1alpha1.AWSCredentialsSecretType:
+			// Only a Secret made for rekey lends its credentials: an app's
+			// own AWS credentials Secret in the namespace cannot be borrowed.
+			return nil, stall(ReasonCredentialsInvalid, "credentials Secret %s must be of type %s",
+				ref.Name, rekeyv1alpha1.AWSCredentialsSecretType)
 		}
 		cfg.Static = true
 		cfg.AccessKeyID = string(s.Data[CredentialsAccessKeyID])

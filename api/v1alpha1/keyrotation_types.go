@@ -47,6 +47,9 @@ const (
 	// of a finished rotation (as Flux's reconcile.fluxcd.io/requestedAt),
 	// for example `kubectl annotate keyrotation NAME rekey.dev/requested-at="$(date +%s)" --overwrite`.
 	RequestedAtAnnotation = "rekey.dev/requested-at"
+	// AWSCredentialsSecretType is the type a Secret must have for a
+	// KeyRotation's spec.provider.aws.credentialsSecretRef to use it.
+	AWSCredentialsSecretType = "rekey.dev/aws-credentials"
 	// KeyNamespacesTag is the key tag that says which namespaces' KeyRotations
 	// may use the key: comma-separated namespace names, or "*" for all.
 	KeyNamespacesTag = "rekey.dev/namespaces"
@@ -157,13 +160,15 @@ type AWSProvider struct {
 	// +kubebuilder:validation:MaxLength=64
 	Region string `json:"region"`
 	// Endpoint overrides the KMS endpoint URL (for a VPC endpoint or a
-	// compatible service).
+	// compatible service): https://host[:port], and one of the endpoints the
+	// operator's admin allowed (--aws-allowed-endpoints).
 	// +optional
 	// +kubebuilder:validation:MaxLength=2048
 	Endpoint string `json:"endpoint,omitempty"`
-	// CredentialsSecretRef names a Secret in the KeyRotation's namespace with
-	// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and optionally
-	// AWS_SESSION_TOKEN). Empty means the operator's default credential chain.
+	// CredentialsSecretRef names a Secret of type rekey.dev/aws-credentials
+	// in the KeyRotation's namespace with AWS_ACCESS_KEY_ID and
+	// AWS_SECRET_ACCESS_KEY (and optionally AWS_SESSION_TOKEN). Empty means
+	// the operator's default credential chain.
 	// +optional
 	CredentialsSecretRef *LocalObjectReference `json:"credentialsSecretRef,omitempty"`
 }

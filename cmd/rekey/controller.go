@@ -23,6 +23,7 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -60,6 +61,7 @@ type controllerOptions struct {
 	pageSize             int64
 	maxRotations         int
 	awsRequestsPerSecond float64
+	awsAllowedEndpoints  string
 	skipKeyNamespaces    bool
 	zap                  zap.Options
 }
@@ -81,6 +83,8 @@ func (o *controllerOptions) bind(fs *flag.FlagSet) {
 	fs.IntVar(&o.maxRotations, "max-concurrent-rotations", 2, "KeyRotations worked on at the same time")
 	fs.BoolVar(&o.skipKeyNamespaces, "skip-key-namespace-check", false,
 		"use keys for any namespace's KeyRotations, without requiring their rekey.dev/namespaces tag to name it (not recommended)")
+	fs.StringVar(&o.awsAllowedEndpoints, "aws-allowed-endpoints", "",
+		"comma-separated endpoint URLs (https://host[:port]) a KeyRotation's spec.provider.aws.endpoint may name; none by default")
 	fs.Float64Var(&o.awsRequestsPerSecond, "aws-requests-per-second", 100,
 		"client-side limit of AWS KMS calls per second, per KeyRotation (KMS quotas are per account and Region)")
 	o.zap.BindFlags(fs)
@@ -183,9 +187,10 @@ func runController(ctx context.Context, args []string, _ io.Reader, _, stderr io
 		PageSize:            o.pageSize,
 		IgnoreKeyNamespaces: o.skipKeyNamespaces,
 		KeyServices: &controllers.KeyServiceFactory{
-			Embedded: embeddedKS,
-			NewAWS:   newAWSKeyService(o.awsRequestsPerSecond),
-			Reader:   mgr.GetAPIReader(),
+			Embedded:         embeddedKS,
+			NewAWS:           newAWSKeyService(o.awsRequestsPerSecond),
+			Reader:           mgr.GetAPIReader(),
+			AllowedEndpoints: splitList(o.awsAllowedEndpoints),
 		},
 	}
 	if err := rec.SetupWithManager(mgr, o.maxRotations); err != nil {
@@ -214,4 +219,15 @@ func newAWSKeyService(rps float64) func(context.Context, controllers.AWSConfig) 
 		}
 		return awsprovider.New(ctx, o)
 	}
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(v string) []string {
+	var out []string
+	for item := range strings.SplitSeq(v, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
 }
