@@ -694,6 +694,12 @@ func TestReturnedSourceKeyIsChecked(t *testing.T) {
 	if drained(kr) == metav1.ConditionTrue {
 		t.Fatal("drained with nothing moved")
 	}
+	// The key the service named may be another team's: not repeated to this one.
+	for _, fl := range kr.Status.Failures {
+		if strings.Contains(fl.Message, stranger.Arn) || strings.Contains(fl.Message, stranger.KeyID) {
+			t.Fatalf("another key's ARN in a failure: %q", fl.Message)
+		}
+	}
 }
 
 // Finding 15: a page cut short by a transient error is redone in full and

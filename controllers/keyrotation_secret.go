@@ -415,10 +415,11 @@ func (rn *run) reencrypt(ctx context.Context, blob []byte, src, dst map[string]s
 		return blobOutcome{} // already under the destination: keep the bytes as they are
 	}
 	if !rn.sources[out.SourceKeyID] {
-		return blobFailed(ReasonUnexpectedSource, "the key service says the blob was under %s, which is not one of the resolved source keys; nothing was written", out.SourceKeyID)
+		// The key it names may be another team's: it is not repeated here.
+		return blobFailed(ReasonUnexpectedSource, "the key service says the blob was under a key that is not one of the resolved source keys; nothing was written")
 	}
 	if out.KeyID != rn.dest {
-		return blobFailed(ReasonUnexpectedDest, "the key service re-encrypted to %s, not the resolved destination; nothing was written", out.KeyID)
+		return blobFailed(ReasonUnexpectedDest, "the key service re-encrypted to a key that is not the resolved destination; nothing was written")
 	}
 	return blobOutcome{rotated: true, blob: out.CiphertextBlob}
 }
