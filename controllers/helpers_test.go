@@ -199,12 +199,17 @@ func (f *fixture) start(pageSize int64) func() {
 	}
 	f.keyServices = &KeyServiceFactory{Embedded: emb, NewAWS: f.newAWS, Reader: mgr.GetAPIReader(), AllowedEndpoints: f.allowedEndpoints}
 	r := &KeyRotationReconciler{
-		Client:      interceptor.NewClient(direct, f.updates.funcs(&f.failStatusPatches)),
-		Clock:       func() time.Time { return time.Now().Add(time.Duration(f.clockOffset.Load())) },
-		APIReader:   reader,
-		Recorder:    mgr.GetEventRecorder("rekey-test"),
-		PageSize:    pageSize,
-		KeyServices: f.keyServices,
+		// Writes go straight to the apiserver through the interceptor;
+		// reads go through the manager's client, as in the operator (its
+		// cache for KeyRotations), so a reconciler reading stale state from
+		// the cache would show here.
+		Client:            readsFrom{Client: interceptor.NewClient(direct, f.updates.funcs(&f.failStatusPatches)), reader: mgr.GetClient()},
+		MinVerifyInterval: time.Millisecond,
+		Clock:             func() time.Time { return time.Now().Add(time.Duration(f.clockOffset.Load())) },
+		APIReader:         reader,
+		Recorder:          mgr.GetEventRecorder("rekey-test"),
+		PageSize:          pageSize,
+		KeyServices:       f.keyServices,
 	}
 	f.cache = mgr.GetCache()
 	if err := r.SetupWithManager(mgr, 1); err != nil {
@@ -228,6 +233,20 @@ func (f *fixture) start(pageSize int64) func() {
 	}
 	f.t.Cleanup(stop)
 	return stop
+}
+
+// readsFrom is a client that reads through another reader.
+type readsFrom struct {
+	client.Client
+	reader client.Reader
+}
+
+func (c readsFrom) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	return c.reader.Get(ctx, key, obj, opts...)
+}
+
+func (c readsFrom) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	return c.reader.List(ctx, list, opts...)
 }
 
 // wait polls the KeyRotation until cond holds (bounded by a deadline).

@@ -61,6 +61,9 @@ type KeyRotationReconciler struct {
 	PageSize int64
 	// Clock is injectable for tests (default time.Now).
 	Clock func() time.Time
+	// MinVerifyInterval is the shortest spec.verifyInterval honoured
+	// (default one minute).
+	MinVerifyInterval time.Duration
 	// IgnoreKeyNamespaces turns off the key policy check: by default a
 	// KeyRotation may only use keys whose rekey.dev/namespaces tag names its
 	// namespace (or "*").
@@ -92,6 +95,9 @@ func (r *KeyRotationReconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrent
 	if r.Live == nil {
 		r.Live = mgr.GetCache()
 	}
+	if r.MinVerifyInterval == 0 {
+		r.MinVerifyInterval = time.Minute
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&rekeyv1alpha1.KeyRotation{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
@@ -111,8 +117,10 @@ const stallRecheck = time.Minute
 // the ordered steps below, and one status patch in the defer; the Events of
 // the reconcile are sent only once that patch has saved what they report.
 func (r *KeyRotationReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
+	// Read from the apiserver, not the cache: the last reconcile's status
+	// patch (its checkpoint) must be seen, or its page would be done again.
 	kr := &rekeyv1alpha1.KeyRotation{}
-	if err := r.Client.Get(ctx, req.NamespacedName, kr); err != nil {
+	if err := r.APIReader.Get(ctx, req.NamespacedName, kr); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.forget(req.NamespacedName)
 		}
@@ -135,16 +143,17 @@ func (r *KeyRotationReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	if r.beginRun(rn) && !kr.Spec.Paused {
 		return ctrl.Result{RequeueAfter: time.Millisecond}, nil
 	}
-	// 2. Paused: nothing moves. A finished run's record stays as it is.
-	if kr.Spec.Paused {
-		return ctrl.Result{}, nil
-	}
-	// 3. A finished run only re-verifies, read-only, on its schedule.
+	// 2. A finished run only re-verifies, read-only, on its schedule (paused
+	// or not: reading changes nothing). Its record stays as it is.
 	if finished(kr) {
 		if err := r.connect(ctx, rn, false); err != nil {
 			return ctrl.Result{}, err
 		}
 		return r.reverify(ctx, rn)
+	}
+	// 3. Paused: nothing moves.
+	if kr.Spec.Paused {
+		return ctrl.Result{}, nil
 	}
 	// 4. The key service, the pinned keys, and their policy for this namespace.
 	if err := r.connect(ctx, rn, true); err != nil {

@@ -23,6 +23,7 @@ package controllers
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"fmt"
 	"net"
 	"net/http"
@@ -252,6 +253,8 @@ func TestReverificationFindsOldBlobsAgain(t *testing.T) {
 		t.Fatalf("drained after the run: %s", drained(kr))
 	}
 	first, record := kr.Status.Run.ID, kr.Status.Secrets
+	// Paused, a finished rotation still re-verifies: reading changes nothing.
+	f.edit("r", func(kr *rekeyv1alpha1.KeyRotation) { kr.Spec.Paused = true })
 
 	// A re-apply of the old manifest, annotations and all, and a new Secret.
 	s := f.secret("app-000")
@@ -275,6 +278,7 @@ func TestReverificationFindsOldBlobsAgain(t *testing.T) {
 		t.Fatalf("re-verification wrote: %d writes", f.updates.total())
 	}
 
+	f.edit("r", func(kr *rekeyv1alpha1.KeyRotation) { kr.Spec.Paused = false })
 	f.rerun("r")
 	kr = f.newRunFinished("r", first)
 	if kr.Status.Secrets != (rekeyv1alpha1.SecretCounts{Total: 6, Rotated: 2, Skipped: 4}) || drained(kr) != metav1.ConditionTrue {
@@ -448,8 +452,8 @@ func TestDrainedFromAReadAfterTheLastWrite(t *testing.T) {
 	f.assertDrainedTruthful(kr)
 }
 
-// Finding 10: pausing or unpausing a finished rotation keeps its record and
-// starts nothing.
+// Finding 10: pausing or unpausing a finished rotation, or changing its
+// concurrency or verification interval, keeps its record and starts nothing.
 func TestPausingAFinishedRotationKeepsItsRecord(t *testing.T) {
 	f := newFixture(t)
 	f.key("alias/old")
@@ -462,8 +466,12 @@ func TestPausingAFinishedRotationKeepsItsRecord(t *testing.T) {
 	kr := f.wait("r", "Failed", phaseIs(rekeyv1alpha1.PhaseFailed))
 	record := kr.Status.DeepCopy()
 	writes := f.updates.total()
-	for _, paused := range []bool{true, false} {
-		f.edit("r", func(kr *rekeyv1alpha1.KeyRotation) { kr.Spec.Paused = paused })
+	for i, paused := range []bool{true, false} {
+		f.edit("r", func(kr *rekeyv1alpha1.KeyRotation) {
+			kr.Spec.Paused = paused
+			kr.Spec.MaxConcurrency = int32(2 + i)
+			kr.Spec.VerifyInterval = &metav1.Duration{Duration: time.Duration(i+1) * time.Hour}
+		})
 		kr = f.wait("r", "observed", func(kr *rekeyv1alpha1.KeyRotation) bool { return kr.Status.ObservedGeneration == kr.Generation })
 		st := kr.Status
 		if st.Phase != record.Phase || st.Secrets != record.Secrets || st.Blobs != record.Blobs || st.Run.ID != record.Run.ID ||
@@ -993,5 +1001,75 @@ func TestSameKeyRotationCountsOlderVersionsAsUnderTheSource(t *testing.T) {
 	}
 	if drained(kr) != metav1.ConditionFalse || kr.Status.Verification.BlobsUnderSourceKeys != 1 {
 		t.Fatalf("drained %s, verification %+v", drained(kr), kr.Status.Verification)
+	}
+}
+
+// A value rekey cannot read (base64 text stored instead of the blob) fails
+// its Secret, and the verification cannot say which key it is under:
+// SourceKeysDrained is Unknown, never True.
+func TestUnreadableValueLeavesDrainedUnknown(t *testing.T) {
+	f := newFixture(t)
+	f.key("alias/old")
+	f.key("alias/new")
+	f.secrets(2, "alias/old", nil)
+	text := base64.StdEncoding.EncodeToString(f.encrypt("alias/old", "PLAINTEXT-text", nil))
+	f.createSecret("as-text", map[string][]byte{"v": []byte(text)}, "v")
+	f.start(10)
+	f.rotation("r", nil)
+	kr := f.wait("r", "Failed", phaseIs(rekeyv1alpha1.PhaseFailed))
+	if drained(kr) != metav1.ConditionUnknown || kr.Status.Verification.Unverifiable != 1 {
+		t.Fatalf("drained %s, verification %+v", drained(kr), kr.Status.Verification)
+	}
+}
+
+// Same-key rotation with opaque blobs: a mark from an earlier run vouches
+// for the destination key, not for its newest version, so the blobs are
+// re-encrypted, not skipped.
+func TestSameKeyRotationOfOpaqueBlobsIgnoresEarlierMarks(t *testing.T) {
+	ctx := context.Background()
+	a := newAWSEnv(t, testkms.Rekey(t), 3)
+	a.f.start(10)
+	a.rotation("first", nil)
+	a.f.wait("first", "Succeeded", phaseIs(rekeyv1alpha1.PhaseSucceeded))
+	if _, err := a.srv.Engine.RotateKeyOnDemand(ctx, &kms.KeyIDInput{KeyID: a.dst}); err != nil {
+		t.Fatal(err)
+	}
+	a.rotation("same-key", func(kr *rekeyv1alpha1.KeyRotation) {
+		kr.Spec.SourceKeyIDs = []string{a.dst}
+		kr.Spec.SourceEncryptionContext = billingCtx
+	})
+	kr := a.f.wait("same-key", "finished", finishedRun)
+	if kr.Status.Secrets != (rekeyv1alpha1.SecretCounts{Total: 3, Rotated: 3}) || drained(kr) != metav1.ConditionTrue {
+		t.Fatalf("%+v %+v drained %s", kr.Status.Secrets, kr.Status.Failures, drained(kr))
+	}
+	cur, err := a.srv.Engine.DescribeKey(ctx, &kms.DescribeKeyInput{KeyID: a.dst})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for sk := range a.f.plaintexts {
+		name, key, _ := strings.Cut(sk, "/")
+		out, err := a.srv.Engine.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: a.f.secret(name).Data[key], EncryptionContext: billingCtx})
+		if err != nil || out.KeyMaterialID != cur.KeyMetadata.CurrentKeyMaterialID {
+			t.Fatalf("%s is not under the destination's newest version: %v", sk, err)
+		}
+	}
+}
+
+func TestVerifyIntervalHasAFloor(t *testing.T) {
+	kr := func(d *metav1.Duration) *rekeyv1alpha1.KeyRotation {
+		return &rekeyv1alpha1.KeyRotation{Spec: rekeyv1alpha1.KeyRotationSpec{VerifyInterval: d}}
+	}
+	for _, c := range []struct {
+		in   *metav1.Duration
+		want time.Duration
+	}{
+		{nil, time.Hour},
+		{&metav1.Duration{}, 0},
+		{&metav1.Duration{Duration: time.Millisecond}, time.Minute},
+		{&metav1.Duration{Duration: 2 * time.Hour}, 2 * time.Hour},
+	} {
+		if got := verifyInterval(kr(c.in), time.Minute); got != c.want {
+			t.Errorf("verifyInterval(%v) = %v, want %v", c.in, got, c.want)
+		}
 	}
 }

@@ -75,7 +75,7 @@ const maxBlobSize = 6144
 func (r *KeyRotationReconciler) rotateSecret(ctx context.Context, rn *run, m *metav1.PartialObjectMetadata) (res secretResult) {
 	defer func() { res.secret = m.Name }()
 	s, err := r.getSecret(ctx, m)
-	for range maxConflicts {
+	for attempt := 1; ; attempt++ {
 		switch {
 		case apierrors.IsNotFound(err):
 			return secretResult{kind: resultSkipped}
@@ -95,6 +95,8 @@ func (r *KeyRotationReconciler) rotateSecret(ctx context.Context, rn *run, m *me
 			return res
 		case apierrors.IsNotFound(err):
 			return secretResult{kind: resultSkipped}
+		case apierrors.IsConflict(err) && attempt >= maxConflicts:
+			return failedSecret(s, "", ReasonConflictsExceeded, fmt.Sprintf("the Secret changed under the rotation %d times in a row", maxConflicts))
 		case apierrors.IsConflict(err):
 			s = &corev1.Secret{}
 			err = r.APIReader.Get(ctx, client.ObjectKeyFromObject(m), s)
@@ -107,7 +109,6 @@ func (r *KeyRotationReconciler) rotateSecret(ctx context.Context, rn *run, m *me
 		}
 		return secretResult{err: asStepError(err, "writing Secret "+m.Name)}
 	}
-	return failedSecret(s, "", ReasonConflictsExceeded, fmt.Sprintf("the Secret changed under the rotation %d times in a row", maxConflicts))
 }
 
 // apiMessage is a short form of an apiserver error's message (they name
@@ -286,16 +287,21 @@ func (rn *run) plan(ctx context.Context, s *corev1.Secret) (secretResult, *corev
 	m := readMark(s)
 	current := m.uid == string(rn.kr.UID) && m.runID == rn.runID() && m.runID != ""
 	vouched := m.digest != "" && m.digest == rn.markDigest(s, keys, src, dst)
-	resumed := secretResult{kind: resultRotated, blobs: rekeyv1alpha1.BlobCounts{Total: n, Rotated: min(m.blobs, n), Skipped: n - min(m.blobs, n)}}
+	done := min(max(m.blobs, 0), n) // the annotation is anyone's to write
+	resumed := secretResult{kind: resultRotated, blobs: rekeyv1alpha1.BlobCounts{Total: n, Rotated: done, Skipped: n - done}}
 	if rn.inspector == nil && vouched {
 		// Opaque blobs: a mark that still matches the values is the record
 		// that rekey wrote them under the destination key. This run's mark:
 		// done before a restart, counted rotated once more; an earlier
 		// run's: already under the destination.
-		if current {
+		switch {
+		case current:
 			return resumed, nil
+		case !rn.sources[rn.dest]:
+			return secretResult{kind: resultSkipped, blobs: rekeyv1alpha1.BlobCounts{Total: n, Skipped: n}}, nil
 		}
-		return secretResult{kind: resultSkipped, blobs: rekeyv1alpha1.BlobCounts{Total: n, Skipped: n}}, nil
+		// A same-key rotation: the mark does not say which version of the
+		// destination the blobs are under; ReEncrypt decides.
 	}
 	res := secretResult{blobs: rekeyv1alpha1.BlobCounts{Total: n}}
 	changed := map[string][]byte{}

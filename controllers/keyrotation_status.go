@@ -73,9 +73,9 @@ func finished(kr *rekeyv1alpha1.KeyRotation) bool {
 }
 
 // specDigest digests everything in the spec that defines a run: all of it
-// but paused and maxConcurrency, which never start a run.
+// but paused, maxConcurrency and verifyInterval, which never start a run.
 func specDigest(spec rekeyv1alpha1.KeyRotationSpec) string {
-	spec.Paused, spec.MaxConcurrency = false, 0
+	spec.Paused, spec.MaxConcurrency, spec.VerifyInterval = false, 0, nil
 	b, err := json.Marshal(spec)
 	if err != nil {
 		panic(err) // a struct of strings, maps and ints always marshals

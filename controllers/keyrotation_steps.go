@@ -115,8 +115,18 @@ func (r *KeyRotationReconciler) connect(ctx context.Context, rn *run, checkPolic
 		}
 	}
 	if checkPolicy && !r.IgnoreKeyNamespaces {
-		for _, arn := range append([]string{dest}, srcs...) {
-			if err := allowsNamespace(ctx, ks, arn, kr.Namespace); err != nil {
+		// Named as the spec names them while they are not pinned yet: the
+		// ARN of a key the namespace may not use is not shown to it.
+		names := append([]string{dest}, srcs...)
+		if !pinned {
+			names = append([]string{kr.Spec.DestinationKeyID}, kr.Spec.SourceKeyIDs...)
+		}
+		for i, arn := range append([]string{dest}, srcs...) {
+			name := arn
+			if i < len(names) {
+				name = names[i]
+			}
+			if err := allowsNamespace(ctx, ks, arn, name, kr.Namespace); err != nil {
 				return err
 			}
 		}
@@ -168,12 +178,12 @@ func resolveKeys(ctx context.Context, rn *run) (dest string, srcs []string, err 
 // namespace's KeyRotation only when the key's rekey.dev/namespaces tag names
 // that namespace (or "*"). Whoever may tag the key decides; a namespace
 // cannot grant itself a key.
-func allowsNamespace(ctx context.Context, ks KeyService, arn, ns string) error {
+func allowsNamespace(ctx context.Context, ks KeyService, arn, name, ns string) error {
 	cctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
 	tags, err := ks.KeyTags(cctx, arn)
 	if err != nil {
-		return asStepError(err, "reading the tags of key "+arn)
+		return asStepError(err, "reading the tags of key "+name)
 	}
 	for n := range strings.SplitSeq(tags[rekeyv1alpha1.KeyNamespacesTag], ",") {
 		if n = strings.TrimSpace(n); n == ns || n == "*" {
@@ -181,7 +191,7 @@ func allowsNamespace(ctx context.Context, ks KeyService, arn, ns string) error {
 		}
 	}
 	return stall(ReasonKeyNotAllowed, "key %s does not allow namespace %s: its %s tag must name it (or \"*\")",
-		arn, ns, rekeyv1alpha1.KeyNamespacesTag)
+		name, ns, rekeyv1alpha1.KeyNamespacesTag)
 }
 
 // selected reports whether a Secret is one the rotation works on.

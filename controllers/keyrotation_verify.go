@@ -19,6 +19,7 @@ package controllers
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -31,6 +32,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	rekeyv1alpha1 "github.com/rekey-dev/rekey/api/v1alpha1"
+	"github.com/rekey-dev/rekey/internal/kms"
 )
 
 // maxInventory bounds status.inventory.
@@ -60,7 +62,8 @@ type verification struct {
 // otherwise.
 func (r *KeyRotationReconciler) verify(ctx context.Context, rn *run) (*verification, error) {
 	for restarts := 0; ; restarts++ {
-		res := &verification{inventory: map[invKey]int64{}}
+		// The time the read begins: what it found holds as of then.
+		res := &verification{inventory: map[invKey]int64{}, v: rekeyv1alpha1.Verification{Time: metav1.NewTime(r.Clock())}}
 		vctx, cancel := context.WithCancel(ctx)
 		err := r.verifyPass(vctx, rn, res, cancel)
 		cancel()
@@ -70,7 +73,6 @@ func (r *KeyRotationReconciler) verify(ctx context.Context, rn *run) (*verificat
 		if err != nil {
 			return nil, asStepError(err, "verifying the Secrets")
 		}
-		res.v.Time = metav1.NewTime(r.Clock())
 		return res, nil
 	}
 }
@@ -131,7 +133,12 @@ func (res *verification) add(rn *run, s *corev1.Secret, err error, cancel contex
 	res.v.Blobs += int64(len(keys))
 	if rn.inspector == nil {
 		src, dst, err := rn.contexts(s)
-		if err != nil || readMark(s).digest != rn.markDigest(s, keys, src, dst) {
+		m := readMark(s)
+		// A mark vouches only for the destination key, not for its
+		// version: when the destination is also a source (a same-key
+		// rotation), only this run's marks say "moved to the newest version".
+		sameKey := rn.sources[rn.dest] && (m.uid != string(rn.kr.UID) || m.runID != rn.runID())
+		if err != nil || sameKey || m.digest != rn.markDigest(s, keys, src, dst) {
 			res.v.Unverifiable += int64(len(keys))
 		}
 		return
@@ -139,8 +146,14 @@ func (res *verification) add(rn *run, s *corev1.Secret, err error, cancel contex
 	under := false
 	for _, k := range keys {
 		bk, err := rn.inspector.InspectBlob(s.Data[k])
+		if errors.Is(err, kms.ErrNotFound) {
+			continue // its header names a key that does not exist: no source key
+		}
 		if err != nil {
-			continue // no key can open it: under no source key
+			// Not a blob rekey can read (base64 text stored as the value, a
+			// truncated blob): which key it is under is not known.
+			res.v.Unverifiable++
+			continue
 		}
 		res.inventory[invKey{bk.KeyARN, bk.KeyMaterialID}]++
 		if rn.underSource(bk.KeyARN, bk.Current) {
@@ -196,6 +209,10 @@ func (r *KeyRotationReconciler) verifyAndRecord(ctx context.Context, rn *run) er
 		}
 		setCondition(kr, rekeyv1alpha1.ConditionSourceKeysDrained, metav1.ConditionFalse, ReasonNotDrained, msg)
 	case v.Unverifiable > 0:
+		if prev != nil && prev.Status == metav1.ConditionTrue {
+			rn.event(corev1.EventTypeWarning, ReasonNotVerifiable, "Verify",
+				"%d blobs can no longer be verified (rewritten since rekey wrote them, or unreadable); SourceKeysDrained is Unknown", v.Unverifiable)
+		}
 		setCondition(kr, rekeyv1alpha1.ConditionSourceKeysDrained, metav1.ConditionUnknown, ReasonNotVerifiable,
 			fmt.Sprintf("%d of %d blobs are in a format rekey cannot read and were not written by this rotation as they are now (read at %s): which key they are under is not known",
 				v.Unverifiable, v.Blobs, at))
@@ -206,12 +223,17 @@ func (r *KeyRotationReconciler) verifyAndRecord(ctx context.Context, rn *run) er
 	return nil
 }
 
-// verifyInterval is how often a finished rotation re-verifies (0: never).
-func verifyInterval(kr *rekeyv1alpha1.KeyRotation) time.Duration {
+// verifyInterval is how often a finished rotation re-verifies (0: never),
+// at least min: a full read of the namespace's Secrets is not a loop a
+// tenant may ask for.
+func verifyInterval(kr *rekeyv1alpha1.KeyRotation, least time.Duration) time.Duration {
 	if kr.Spec.VerifyInterval == nil {
 		return time.Hour
 	}
-	return max(0, kr.Spec.VerifyInterval.Duration)
+	if d := kr.Spec.VerifyInterval.Duration; d > 0 {
+		return max(d, least)
+	}
+	return 0
 }
 
 // reverify is the only work on a finished rotation: when its interval has
@@ -219,7 +241,7 @@ func verifyInterval(kr *rekeyv1alpha1.KeyRotation) time.Duration {
 // Phase and counts stay the run's record.
 func (r *KeyRotationReconciler) reverify(ctx context.Context, rn *run) (ctrl.Result, error) {
 	kr := rn.kr
-	every := verifyInterval(kr)
+	every := verifyInterval(kr, r.MinVerifyInterval)
 	if kr.Status.Verification != nil {
 		if every == 0 {
 			return ctrl.Result{}, nil
