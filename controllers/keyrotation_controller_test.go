@@ -622,6 +622,9 @@ func TestKeyNotAllowedForNamespaceStalls(t *testing.T) {
 	if kr.Status.ResolvedDestinationKeyARN != "" || f.secret("app-000").ResourceVersion != before {
 		t.Fatal("a key the namespace may not use was pinned or used")
 	}
+	if c := condition(kr, rekeyv1alpha1.ConditionStalled); strings.Contains(c.Message, out.KeyMetadata.Arn) || !strings.Contains(c.Message, "alias/new") {
+		t.Fatalf("the stall names the key by its ARN, not as the spec does: %q", c.Message)
+	}
 	if _, err := f.engine.TagResource(ctx, &kms.TagResourceInput{KeyID: "alias/new",
 		Tags: []kms.Tag{{TagKey: rekeyv1alpha1.KeyNamespacesTag, TagValue: "someone-else, " + f.ns}}}); err != nil {
 		t.Fatal(err)
