@@ -21,7 +21,6 @@ limitations under the License.
 package keystore
 
 import (
-	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
@@ -69,9 +68,25 @@ func ParseRootKey(encoded []byte) (*RootKey, error) {
 	return NewRootKey(raw)
 }
 
-// ReadRootKeyFile reads a base64 root key from a file.
+// ReadRootKeyFile reads a base64 root key from a file. A file that users
+// other than its owner and its group may read, or that anyone but its owner
+// may write, is refused (ErrKeyFileMode; see CheckKeyFileMode, which also
+// returns the warning for a file its group may read). The mode is checked
+// on the file that is read, not on its name.
 func ReadRootKeyFile(path string) (*RootKey, error) {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading root key: %w", err)
+	}
+	defer func() { _ = f.Close() }()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("reading root key: %w", err)
+	}
+	if _, err := checkMode(path, fi); err != nil {
+		return nil, fmt.Errorf("root key: %w", err)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 4096))
 	if err != nil {
 		return nil, fmt.Errorf("reading root key: %w", err)
 	}
@@ -95,35 +110,3 @@ func (*RootKey) String() string               { return "RootKey(redacted)" }
 func (k *RootKey) GoString() string           { return k.String() }
 func (k *RootKey) LogValue() slog.Value       { return slog.StringValue(k.String()) }
 func (k *RootKey) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(k.String())) }
-
-// magic starts every wrapped keystore: format and version.
-var magic = []byte("RKS1")
-
-const nonceSize = 12
-
-// ErrWrongRootKey means the keystore exists but the root key does not open it
-// (or it was altered). The keystore is never treated as empty in that case.
-var ErrWrongRootKey = errors.New("keystore cannot be decrypted with this root key (wrong root key, or the keystore is corrupt)")
-
-// ErrCorrupt means the keystore bytes are not a keystore at all.
-var ErrCorrupt = errors.New("keystore is not in rekey's keystore format (corrupt or not a keystore)")
-
-func (k *RootKey) wrap(doc []byte) ([]byte, error) {
-	out := make([]byte, len(magic)+nonceSize, len(magic)+nonceSize+len(doc)+16)
-	copy(out, magic)
-	if _, err := io.ReadFull(rand.Reader, out[len(magic):]); err != nil {
-		return nil, err
-	}
-	return k.aead.Seal(out, out[len(magic):], doc, magic), nil
-}
-
-func (k *RootKey) unwrap(b []byte) ([]byte, error) {
-	if len(b) < len(magic)+nonceSize+16 || !bytes.Equal(b[:len(magic)], magic) {
-		return nil, ErrCorrupt
-	}
-	doc, err := k.aead.Open(nil, b[len(magic):len(magic)+nonceSize], b[len(magic)+nonceSize:], magic)
-	if err != nil {
-		return nil, ErrWrongRootKey
-	}
-	return doc, nil
-}
