@@ -53,7 +53,17 @@ func newCLI(t *testing.T) *cli {
 	if err := os.WriteFile(filepath.Join(dir, "root.key"), []byte(root+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return &cli{t: t, dir: dir, args: []string{"--keystore", filepath.Join(dir, "keys.rks"), "--root-key-file", filepath.Join(dir, "root.key")}}
+	c := &cli{t: t, dir: dir, args: []string{"--keystore", filepath.Join(dir, "keys.rks"), "--root-key-file", filepath.Join(dir, "root.key")}}
+	c.ok("", "keystore", "init")
+	return c
+}
+
+// useKeystore points c at another keystore (a Secret: k8s://NAMESPACE/NAME)
+// and creates it there.
+func (c *cli) useKeystore(ref string) {
+	c.t.Helper()
+	c.args[1] = ref
+	c.ok("", "keystore", "init")
 }
 
 // run runs "rekey cmd [sub] <keystore flags> args..." and returns stdout, stderr and the exit code.
@@ -62,7 +72,7 @@ func (c *cli) run(stdin string, cmd ...string) (string, string, int) {
 	var argv []string
 	argv = append(argv, cmd[0])
 	rest := cmd[1:]
-	if cmd[0] == "key" || cmd[0] == "kms" {
+	if cmd[0] == "key" || cmd[0] == "kms" || cmd[0] == "keystore" {
 		argv = append(argv, cmd[1])
 		rest = cmd[2:]
 	}

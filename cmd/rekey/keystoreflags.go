@@ -21,6 +21,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -37,12 +38,16 @@ type engineFlags struct {
 	rootKeyFile string
 	region      string
 	accountID   string
+	// stderr gets warnings (the flag set's output).
+	stderr io.Writer
 }
 
 func (f *engineFlags) bind(fs *flag.FlagSet) {
-	fs.StringVar(&f.keystore, "keystore", os.Getenv("REKEY_KEYSTORE"), "keystore: a file (created when missing) or k8s://NAMESPACE/NAME (a Secret, through the kubeconfig); env REKEY_KEYSTORE")
+	f.stderr = fs.Output()
+	fs.StringVar(&f.keystore, "keystore", os.Getenv("REKEY_KEYSTORE"), "keystore: a file or k8s://NAMESPACE/NAME (a Secret, through the kubeconfig), "+
+		"made with rekey keystore init; env REKEY_KEYSTORE")
 	fs.StringVar(&f.rootKeyFile, "root-key-file", os.Getenv("REKEY_ROOT_KEY_FILE"),
-		"file with the base64 root key that encrypts the keystore (head -c 32 /dev/urandom | base64); env REKEY_ROOT_KEY_FILE")
+		"file with the base64 root key that encrypts the keystore, mode 0600 ((umask 077; head -c 32 /dev/urandom | base64 > root.key)); env REKEY_ROOT_KEY_FILE")
 	fs.StringVar(&f.region, "region", envOr("REKEY_REGION", "local"), "region used in key ARNs; env REKEY_REGION")
 	fs.StringVar(&f.accountID, "account-id", envOr("REKEY_ACCOUNT_ID", "000000000000"), "account id used in key ARNs; env REKEY_ACCOUNT_ID")
 }
@@ -54,15 +59,39 @@ func envOr(name, def string) string {
 	return def
 }
 
-// open returns the engine over the keystore the flags name.
+// open returns the engine over the keystore the flags name, which must exist.
 func (f *engineFlags) open(ctx context.Context) (*kms.Engine, error) {
-	if f.keystore == "" {
-		return nil, fmt.Errorf("%w: --keystore is required (or set REKEY_KEYSTORE)", errUsage)
+	store, err := f.backend()
+	if err != nil {
+		return nil, err
 	}
+	return kms.New(ctx, kms.Options{Store: store, Region: f.region, AccountID: f.accountID})
+}
+
+// rootKey reads --root-key-file, refusing a file open to other users and
+// warning about one open to its group.
+func (f *engineFlags) rootKey() (*keystore.RootKey, error) {
 	if f.rootKeyFile == "" {
 		return nil, fmt.Errorf("%w: --root-key-file is required (or set REKEY_ROOT_KEY_FILE)", errUsage)
 	}
-	root, err := keystore.ReadRootKeyFile(f.rootKeyFile)
+	return readRootKey(f.rootKeyFile, f.stderr)
+}
+
+// readRootKey reads a root key file, writing the warning about a file its
+// group may read to stderr.
+func readRootKey(path string, stderr io.Writer) (*keystore.RootKey, error) {
+	if w, err := keystore.CheckKeyFileMode(path); err == nil && w != "" && stderr != nil {
+		fmt.Fprintln(stderr, "rekey: root key: "+w)
+	}
+	return keystore.ReadRootKeyFile(path)
+}
+
+// backend returns the keystore the flags name, without opening it.
+func (f *engineFlags) backend() (keystore.Backend, error) {
+	if f.keystore == "" {
+		return nil, fmt.Errorf("%w: --keystore is required (or set REKEY_KEYSTORE)", errUsage)
+	}
+	root, err := f.rootKey()
 	if err != nil {
 		return nil, err
 	}
@@ -76,31 +105,28 @@ func (f *engineFlags) open(ctx context.Context) (*kms.Engine, error) {
 			return nil, err
 		}
 	}
-	store, err := openStore(f.keystore, root, c)
-	if err != nil {
-		return nil, err
-	}
-	return kms.New(ctx, kms.Options{Store: store, Region: f.region, AccountID: f.accountID})
+	return openStore(f.keystore, root, c)
 }
 
 // secretScheme prefixes a keystore held in a Kubernetes Secret.
 const secretScheme = "k8s://"
 
-// openStore opens a keystore: k8s://NAMESPACE/NAME is a Secret read and
-// written through c; anything else is a file path.
-func openStore(location string, root *keystore.RootKey, c client.Client) (kms.Store, error) {
+// openStore returns a keystore that must exist (loading a missing one is
+// keystore.ErrMissing): k8s://NAMESPACE/NAME is a Secret read and written
+// through c; anything else is a file path.
+func openStore(location string, root *keystore.RootKey, c client.Client) (keystore.Backend, error) {
 	ref, ok := strings.CutPrefix(location, secretScheme)
 	if !ok {
 		if strings.Contains(location, "://") {
 			return nil, fmt.Errorf("%w: keystore %q: use a file path or k8s://NAMESPACE/NAME", errUsage, location)
 		}
-		return keystore.NewFile(location, root), nil
+		return keystore.OpenFile(location, root), nil
 	}
 	ns, name, ok := strings.Cut(ref, "/")
 	if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
 		return nil, fmt.Errorf("%w: keystore %q: want k8s://NAMESPACE/NAME", errUsage, location)
 	}
-	return keystore.NewSecret(c, ns, name, root), nil
+	return keystore.OpenSecret(c, ns, name, root), nil
 }
 
 // contextFlag collects repeated --context k=v into an encryption context.

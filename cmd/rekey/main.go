@@ -19,6 +19,7 @@ limitations under the License.
 //
 //	rekey controller   run the KeyRotation manager
 //	rekey key ...      manage keys in a keystore
+//	rekey keystore ... create, back up, verify and restore a keystore
 //	rekey encrypt      encrypt stdin under a key
 //	rekey decrypt      decrypt a blob from stdin
 //	rekey reencrypt    re-encrypt a blob under another key or version
@@ -52,6 +53,7 @@ func commands() map[string]command {
 	cmds := []command{
 		{"controller", "run the KeyRotation controller manager", runController},
 		{"key", "create, describe, list, rotate, alias, disable and enable keys", runKey},
+		{"keystore", "create (init), back up, verify and restore the keystore", runKeystore},
 		{"encrypt", "encrypt stdin under a key; prints a base64 blob", runEncrypt},
 		{"decrypt", "decrypt a base64 blob from stdin", runDecrypt},
 		{"reencrypt", "re-encrypt a base64 blob from stdin under another key or version", runReEncrypt},

@@ -200,7 +200,7 @@ func TestControllerWaitsForTheAPIServer(t *testing.T) {
 	// A key in the keystore Secret, written straight to the apiserver.
 	t.Setenv("KUBECONFIG", direct)
 	c := newCLI(t)
-	c.args[1] = keystoreRef
+	c.useKeystore(keystoreRef)
 	c.ok("", "key", "create", "--alias", "alias/startup")
 
 	t.Setenv("KUBECONFIG", gated)
@@ -327,7 +327,7 @@ func TestControllerExitsOnWrongRootKey(t *testing.T) {
 	ns := env.Namespace(t)
 	keystoreRef := "k8s://" + ns + "/rekey-keystore"
 	owner := newCLI(t)
-	owner.args[1] = keystoreRef
+	owner.useKeystore(keystoreRef)
 	owner.ok("", "key", "create", "--alias", "alias/other-root")
 
 	other := newCLI(t) // another root key

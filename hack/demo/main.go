@@ -114,6 +114,9 @@ func run(ctx context.Context, rekeyBin string, n int) error {
 		return err
 	}
 	ks := []string{"--keystore", keystoreRef, "--root-key-file", rootKey}
+	if err := sh.Echo(rekeyBin, append([]string{"keystore", "init"}, ks...)...); err != nil {
+		return err
+	}
 	for _, alias := range []string{"alias/billing-2025", "alias/billing-2026"} {
 		args := append([]string{"key", "create", "--alias", alias, "--description", "demo " + alias, "--allow-namespace", namespace}, ks...)
 		if err := sh.Echo(rekeyBin, args...); err != nil {
