@@ -91,11 +91,18 @@ func retryUntil[T any](ctx context.Context, log logr.Logger, what string, r star
 }
 
 // permanentStartError reports whether opening the keystore failed in a way
-// that reading it again cannot fix: the root key does not open it, or it is
-// not a usable keystore. Anything else (the apiserver unreachable, slow,
-// refusing for now) is retried.
+// that reading it again cannot fix: the root key does not open it, it is not
+// a usable keystore, it was rolled back or swapped for another, or it is in
+// an old format. Anything else (the apiserver unreachable, slow, refusing
+// for now, the keystore not created yet) is retried.
 func permanentStartError(err error) bool {
-	return errors.Is(err, keystore.ErrWrongRootKey) || errors.Is(err, keystore.ErrCorrupt) || errors.Is(err, kms.ErrBadState)
+	for _, target := range []error{keystore.ErrWrongRootKey, keystore.ErrCorrupt, kms.ErrBadState,
+		keystore.ErrRollback, keystore.ErrForeign, keystore.ErrOldFormat} {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	return false
 }
 
 // serveStartupProbes answers the kubelet's probes on addr while start-up

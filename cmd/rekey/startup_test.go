@@ -145,6 +145,10 @@ func TestPermanentStartError(t *testing.T) {
 		fmt.Errorf("keystore x: %w", keystore.ErrWrongRootKey):                    true,
 		fmt.Errorf("keystore x: %w", keystore.ErrCorrupt):                         true,
 		fmt.Errorf("%w: state format 9", kms.ErrBadState):                         true,
+		fmt.Errorf("keystore x: %w", keystore.ErrRollback):                        true,
+		fmt.Errorf("keystore x: %w", keystore.ErrForeign):                         true,
+		fmt.Errorf("keystore x: %w", keystore.ErrOldFormat):                       true,
+		fmt.Errorf("keystore x: %w", keystore.ErrMissing):                         false, // created by an admin later
 		apierrors.NewServiceUnavailable("x"):                                      false,
 		apierrors.NewForbidden(schemaGR, "x", errors.New("RBAC not applied yet")): false,
 		&url.Error{Op: "Get", URL: "https://10.0.0.1", Err: syscall.ECONNREFUSED}: false,
