@@ -17,6 +17,7 @@ limitations under the License.
 package awsapi
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -25,6 +26,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -148,21 +150,12 @@ type connInfoKey struct{}
 func (l *connLimiter) connContext(ctx context.Context, c net.Conn) context.Context {
 	ci := &connInfo{conn: c}
 	ci.since.Store(time.Now().UnixNano())
-	var victim *connInfo
 	l.mu.Lock()
 	l.conns[c] = ci
 	l.open++
+	var victim *connInfo
 	if l.max > 0 && l.open > l.max {
-		victim = ci // when every other connection is working
-		oldest := ci.since.Load()
-		for _, o := range l.conns {
-			if o.closed || o.working.Load() {
-				continue
-			}
-			if t := o.since.Load(); t < oldest {
-				victim, oldest = o, t
-			}
-		}
+		victim = l.victim(ci)
 		victim.closed = true
 		l.open--
 	}
@@ -172,6 +165,28 @@ func (l *connLimiter) connContext(ctx context.Context, c net.Conn) context.Conte
 		closeNow(victim.conn)
 	}
 	return context.WithValue(ctx, connInfoKey{}, ci)
+}
+
+// victim picks the connection to close for newest: the one that has waited
+// longest for its client, among those not working on a request and with
+// nothing unread from their client (one whose request has arrived but not
+// yet been read is waiting for the server: closing it would punish the
+// client for the server's delay). When there is none, newest itself.
+// Called with l.mu held.
+func (l *connLimiter) victim(newest *connInfo) *connInfo {
+	var cands []*connInfo
+	for _, o := range l.conns {
+		if o != newest && !o.closed && !o.working.Load() {
+			cands = append(cands, o)
+		}
+	}
+	slices.SortFunc(cands, func(a, b *connInfo) int { return cmp.Compare(a.since.Load(), b.since.Load()) })
+	for _, o := range cands {
+		if !hasPending(o.conn) {
+			return o
+		}
+	}
+	return newest
 }
 
 // closeNow closes a connection without a TLS close_notify, which could
