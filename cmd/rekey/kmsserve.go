@@ -87,6 +87,7 @@ type kmsServeFlags struct {
 	maxConns              int
 	refresh               time.Duration
 	gcPercent             int
+	memoryLimitMiB        int64
 }
 
 func (f *kmsServeFlags) bind(fs *flag.FlagSet) {
@@ -106,6 +107,8 @@ func (f *kmsServeFlags) bind(fs *flag.FlagSet) {
 	fs.DurationVar(&f.refresh, "refresh-interval", time.Second, "how often to pick up keystore changes made by other processes")
 	fs.IntVar(&f.gcPercent, "gc-percent", 400, "Go GC target for this server when GOGC is not set: its live heap is a few MiB, "+
 		"so a higher target trades a few MiB for less CPU per request (docs/benchmarks.md)")
+	fs.Int64Var(&f.memoryLimitMiB, "memory-limit-mib", 64, "Go soft memory limit when GOMEMLIMIT is not set: the GC works harder "+
+		"near it instead of letting --gc-percent's headroom grow with what clients make the server hold (0: none)")
 }
 
 // check refuses flag combinations that cannot be served safely.
@@ -141,6 +144,9 @@ func runKMSServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 	}
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(f.gcPercent)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" && f.memoryLimitMiB > 0 {
+		debug.SetMemoryLimit(f.memoryLimitMiB << 20)
 	}
 	log := zap.New(zap.WriteTo(stderr))
 	ctrl.SetLogger(log)
