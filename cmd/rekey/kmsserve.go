@@ -37,6 +37,7 @@ import (
 
 	"github.com/rekey-dev/rekey/internal/kms"
 	"github.com/rekey-dev/rekey/internal/kms/awsapi"
+	"github.com/rekey-dev/rekey/internal/kms/keystore"
 )
 
 const kmsUsage = `usage: rekey kms serve --listen ADDR --keystore FILE --root-key-file FILE --credentials-file FILE
@@ -150,6 +151,11 @@ func runKMSServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 	}
 	log := zap.New(zap.WriteTo(stderr))
 	ctrl.SetLogger(log)
+	for _, file := range []struct{ flag, path string }{{"credentials-file", f.credsFile}, {"tls-key-file", f.keyFile}} {
+		if err := checkSecretFile(file.flag, file.path, stderr); err != nil {
+			return err
+		}
+	}
 	creds, policy, err := f.access()
 	if err != nil {
 		return err
@@ -205,6 +211,23 @@ func runKMSServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 		return err
 	}
 	fmt.Fprintln(stdout, "rekey kms: stopped")
+	return nil
+}
+
+// checkSecretFile refuses a file of secrets that other users may read or
+// anyone but its owner may write, and warns about one its group may read
+// (keystore.CheckKeyFileMode: the rule of the root key file).
+func checkSecretFile(flag, path string, stderr io.Writer) error {
+	if path == "" {
+		return nil
+	}
+	w, err := keystore.CheckKeyFileMode(path)
+	if err != nil {
+		return fmt.Errorf("--%s: %w", flag, err)
+	}
+	if w != "" {
+		fmt.Fprintf(stderr, "rekey: --%s: %s\n", flag, w)
+	}
 	return nil
 }
 

@@ -83,6 +83,35 @@ func TestRequireLoopback(t *testing.T) {
 	}
 }
 
+// The credentials file and the TLS key are refused when other users may
+// read them, as the root key is.
+func TestKMSServeRefusesOpenSecretFiles(t *testing.T) {
+	c := newCLI(t)
+	creds := filepath.Join(c.dir, "creds")
+	if err := os.WriteFile(creds, []byte("AKID secret\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(creds, 0o644); err != nil { // whatever the umask
+		t.Fatal(err)
+	}
+	_, errOut, code := c.run("", "kms", "serve", "--listen", "127.0.0.1:0", "--credentials-file", creds)
+	if code != 1 || !strings.Contains(errOut, "--credentials-file") || !strings.Contains(errOut, "chmod 600") {
+		t.Fatalf("a 0644 credentials file: exit %d, %s", code, errOut)
+	}
+	if err := os.Chmod(creds, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile, _ := writeCert(t, c.dir)
+	if err := os.Chmod(keyFile, 0o604); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, code = c.run("", "kms", "serve", "--listen", "127.0.0.1:0", "--credentials-file", creds,
+		"--tls-cert-file", certFile, "--tls-key-file", keyFile)
+	if code != 1 || !strings.Contains(errOut, "--tls-key-file") {
+		t.Fatalf("a world-readable TLS key: exit %d, %s", code, errOut)
+	}
+}
+
 // Without a policy file the credentials must be one pair (it is an admin);
 // with several, a policy must say what each may do.
 func TestKMSServeNeedsPolicyForSeveralCredentials(t *testing.T) {
