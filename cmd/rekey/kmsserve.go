@@ -217,16 +217,16 @@ func runKMSServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 // checkSecretFile refuses a file of secrets that other users may read or
 // anyone but its owner may write, and warns about one its group may read
 // (keystore.CheckKeyFileMode: the rule of the root key file).
-func checkSecretFile(flag, path string, stderr io.Writer) error {
+func checkSecretFile(name, path string, stderr io.Writer) error {
 	if path == "" {
 		return nil
 	}
 	w, err := keystore.CheckKeyFileMode(path)
 	if err != nil {
-		return fmt.Errorf("--%s: %w", flag, err)
+		return fmt.Errorf("--%s: %w", name, err)
 	}
 	if w != "" {
-		fmt.Fprintf(stderr, "rekey: --%s: %s\n", flag, w)
+		fmt.Fprintf(stderr, "rekey: --%s: %s\n", name, w)
 	}
 	return nil
 }
