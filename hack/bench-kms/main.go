@@ -27,11 +27,23 @@ limitations under the License.
 // each in its own process, and reports ops/s, p50/p99 latency and each
 // server's own CPU time per operation from /proc/PID/stat. On 2 cores the
 // SDK client is the bottleneck, so CPU per operation is the honest figure.
+//
+// rekey runs as it would in production: a policy file (the load comes from
+// a principal allowed only ReEncrypt and DescribeKey on two aliases; an
+// admin principal creates the keys) and an audit log written to a file.
+// With -tls (the default) the null server and rekey run again over TLS, and
+// their figures are printed beside the plain ones.
+//
+// With -attacks it runs the resource attacks of issue 10 against
+// 'rekey kms serve' instead and prints what they cost the server
+// (attacks.go).
 package main
 
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -56,8 +68,16 @@ import (
 )
 
 const (
-	akid   = "AKIDBENCH"
-	secret = "bench-secret-access-key"
+	akid        = "AKIDBENCH"
+	secret      = "bench-secret-access-key"
+	adminAKID   = "AKIDBENCHADMIN"
+	adminSecret = "bench-admin-secret-access-key"
+	// policy lets the load principal do what the controller does, on the
+	// two keys, named by alias (resolved on every request).
+	policy = `{"principals": {
+  "AKIDBENCHADMIN": {"admin": true},
+  "AKIDBENCH": {"operations": ["DescribeKey", "ReEncrypt"], "keys": ["alias/bench-src", "alias/bench-dst"]}
+}}`
 )
 
 func main() {
@@ -71,14 +91,22 @@ func main() {
 			return
 		}
 	}
+	attacks := flag.Bool("attacks", false, "run the resource attacks against rekey kms serve instead of the load benchmark")
 	rekeyBin := flag.String("rekey", "bin/rekey", "the rekey binary")
 	duration := flag.Duration("duration", 10*time.Second, "measured load per server")
 	warmup := flag.Duration("warmup", 2*time.Second, "unmeasured load before each measurement")
 	clients := flag.Int("clients", 8, "concurrent SDK clients")
 	size := flag.Int("size", 1024, "plaintext bytes in the blob")
 	gogc := flag.Int("gogc", 400, "GOGC for every server process (rekey kms serve's own default is 400)")
+	withTLS := flag.Bool("tls", true, "also measure the null server and rekey over TLS")
 	flag.Parse()
-	if err := run(*rekeyBin, *duration, *warmup, *clients, *size, *gogc); err != nil {
+	var err error
+	if *attacks {
+		err = runAttacks(*rekeyBin)
+	} else {
+		err = run(*rekeyBin, *duration, *warmup, *clients, *size, *gogc, *withTLS)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench-kms:", err)
 		os.Exit(1)
 	}
@@ -141,12 +169,18 @@ func cpuTime(pid int) (time.Duration, error) {
 // clockTicks is USER_HZ, 100 on every Linux this runs on.
 const clockTicks = 100
 
-func client(url string) *awskms.Client {
+// client is an SDK client for url signing as id; roots trust the bench's
+// certificate for https URLs.
+func client(url, id, key string, roots *x509.CertPool) *awskms.Client {
+	tr := &http.Transport{MaxIdleConnsPerHost: 64}
+	if roots != nil {
+		tr.TLSClientConfig = &tls.Config{RootCAs: roots}
+	}
 	return awskms.New(awskms.Options{
 		Region: "eu-west-2", BaseEndpoint: aws.String(url),
-		Credentials:      credentials.NewStaticCredentialsProvider(akid, secret, ""),
+		Credentials:      credentials.NewStaticCredentialsProvider(id, key, ""),
 		RetryMaxAttempts: 1,
-		HTTPClient:       &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}},
+		HTTPClient:       &http.Client{Transport: tr},
 	})
 }
 
@@ -195,8 +229,8 @@ func load(ctx context.Context, c *awskms.Client, in *awskms.ReEncryptInput, clie
 	return ops, errs, lat, firstErr
 }
 
-func measure(ctx context.Context, s *server, in *awskms.ReEncryptInput, clients int, warmup, d time.Duration) (result, error) {
-	c := client(s.url)
+func measure(ctx context.Context, s *server, in *awskms.ReEncryptInput, clients int, warmup, d time.Duration, roots *x509.CertPool) (result, error) {
+	c := client(s.url, akid, secret, roots)
 	if _, _, _, err := load(ctx, c, in, clients, warmup); err != nil {
 		return result{}, fmt.Errorf("%s warm-up: %w", s.name, err)
 	}
@@ -219,10 +253,11 @@ func measure(ctx context.Context, s *server, in *awskms.ReEncryptInput, clients 
 		p50: lat[len(lat)/2], p99: lat[len(lat)*99/100]}, nil
 }
 
-// setup creates a source and a destination key on a real KMS endpoint and
-// returns a ReEncrypt request for a fresh blob.
-func setup(ctx context.Context, url string, size int) (*awskms.ReEncryptInput, error) {
-	c := client(url)
+// setup creates a source and a destination key with their aliases on a
+// real KMS endpoint (as the admin) and returns a ReEncrypt request for a
+// fresh blob.
+func setup(ctx context.Context, url string, size int, roots *x509.CertPool) (*awskms.ReEncryptInput, error) {
+	c := client(url, adminAKID, adminSecret, roots)
 	src, err := c.CreateKey(ctx, &awskms.CreateKeyInput{Description: aws.String("bench source")})
 	if err != nil {
 		return nil, err
@@ -230,6 +265,11 @@ func setup(ctx context.Context, url string, size int) (*awskms.ReEncryptInput, e
 	dst, err := c.CreateKey(ctx, &awskms.CreateKeyInput{Description: aws.String("bench destination")})
 	if err != nil {
 		return nil, err
+	}
+	for alias, k := range map[string]*string{"alias/bench-src": src.KeyMetadata.KeyId, "alias/bench-dst": dst.KeyMetadata.KeyId} {
+		if _, err := c.CreateAlias(ctx, &awskms.CreateAliasInput{AliasName: aws.String(alias), TargetKeyId: k}); err != nil {
+			return nil, err
+		}
 	}
 	ec := map[string]string{"app": "bench"}
 	enc, err := c.Encrypt(ctx, &awskms.EncryptInput{KeyId: src.KeyMetadata.KeyId, Plaintext: make([]byte, size), EncryptionContext: ec})
@@ -240,7 +280,7 @@ func setup(ctx context.Context, url string, size int) (*awskms.ReEncryptInput, e
 		DestinationKeyId: dst.KeyMetadata.Arn, DestinationEncryptionContext: ec}, nil
 }
 
-func run(rekeyBin string, d, warmup time.Duration, clients, size, gogc int) error {
+func run(rekeyBin string, d, warmup time.Duration, clients, size, gogc int, withTLS bool) error {
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "rekey-bench-kms-")
 	if err != nil {
@@ -254,60 +294,111 @@ func run(rekeyBin string, d, warmup time.Duration, clients, size, gogc int) erro
 	if err := os.WriteFile(filepath.Join(dir, "root.key"), []byte(root), 0o600); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "creds"), []byte(akid+" "+secret+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "creds"), []byte(akid+" "+secret+"\n"+adminAKID+" "+adminSecret+"\n"), 0o600); err != nil {
 		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "policy.json"), []byte(policy), 0o600); err != nil {
+		return err
+	}
+	certFile, keyFile, roots, err := writeCert(dir)
+	if err != nil {
+		return err
+	}
+	// kms serve opens an existing keystore; only rekey keystore init makes one.
+	// The TLS run has a keystore of its own, so its setup starts afresh.
+	for _, ks := range []string{"keys.rks", "keys-tls.rks"} {
+		if out, err := exec.Command(rekeyBin, "keystore", "init", "--keystore", filepath.Join(dir, ks),
+			"--root-key-file", filepath.Join(dir, "root.key")).CombinedOutput(); err != nil {
+			return fmt.Errorf("rekey keystore init: %w: %s", err, out)
+		}
 	}
 	self, err := os.Executable()
 	if err != nil {
 		return err
 	}
 
-	fmt.Printf("bench-kms: ReEncrypt of a %d-byte plaintext, %d SDK clients, %v per server (after %v warm-up), GOGC=%d for every server, %d cores\n\n",
+	fmt.Printf("bench-kms: ReEncrypt of a %d-byte plaintext, %d SDK clients, %v per server (after %v warm-up), GOGC=%d for every server, %d cores\n",
 		size, clients, d, warmup, gogc, numCPU())
-	var results []result
-	for _, spec := range []struct {
-		name string
-		cmd  *exec.Cmd
-		real bool
-	}{
-		{"null (HTTP floor)", exec.Command(self, "serve-null"), false},
-		{"rekey kms serve", exec.Command(rekeyBin, "kms", "serve", "--listen", "127.0.0.1:0",
-			"--keystore", filepath.Join(dir, "keys.rks"), "--root-key-file", filepath.Join(dir, "root.key"),
-			"--credentials-file", filepath.Join(dir, "creds")), true},
-		{"local-kms", exec.Command(self, "serve-localkms", filepath.Join(dir, "local-kms")), true},
-	} {
+	fmt.Printf("rekey: --policy-file (load principal: ReEncrypt and DescribeKey on two aliases), --audit-log to a file\n\n")
+	rekeyArgs := func(ks string, tlsArgs ...string) *exec.Cmd {
+		args := append([]string{"kms", "serve", "--listen", "127.0.0.1:0",
+			"--keystore", filepath.Join(dir, ks), "--root-key-file", filepath.Join(dir, "root.key"),
+			"--credentials-file", filepath.Join(dir, "creds"), "--policy-file", filepath.Join(dir, "policy.json"),
+			"--audit-log", filepath.Join(dir, "audit.log")}, tlsArgs...)
+		return exec.Command(rekeyBin, args...)
+	}
+	// spec is one server to measure: real ones get keys made by setup.
+	type spec struct {
+		name      string
+		cmd       *exec.Cmd
+		real, tls bool
+	}
+	specs := []spec{
+		{"null (HTTP floor)", exec.Command(self, "serve-null"), false, false},
+		{"rekey kms serve", rekeyArgs("keys.rks"), true, false},
+		{"local-kms", exec.Command(self, "serve-localkms", filepath.Join(dir, "local-kms")), true, false},
+	}
+	if withTLS {
+		specs = append(specs,
+			spec{"null, TLS", exec.Command(self, "serve-null", certFile, keyFile), false, true},
+			spec{"rekey kms serve, TLS", rekeyArgs("keys-tls.rks", "--tls-cert-file", certFile, "--tls-key-file", keyFile), true, true})
+	}
+	results := map[string]result{}
+	var order []string
+	for _, spec := range specs {
 		// The same GC target for every server, so none is favoured.
 		spec.cmd.Env = append(os.Environ(), fmt.Sprintf("GOGC=%d", gogc))
 		s, err := start(spec.name, spec.cmd)
 		if err != nil {
 			return err
 		}
+		var r *x509.CertPool
+		if spec.tls {
+			r = roots
+		}
 		in := &awskms.ReEncryptInput{CiphertextBlob: make([]byte, size+58), DestinationKeyId: aws.String("alias/null")}
 		if spec.real {
-			if in, err = setup(ctx, s.url, size); err != nil {
+			if in, err = setup(ctx, s.url, size, r); err != nil {
 				s.stop()
 				return fmt.Errorf("%s setup: %w", s.name, err)
 			}
 		}
-		r, err := measure(ctx, s, in, clients, warmup, d)
+		res, err := measure(ctx, s, in, clients, warmup, d, r)
 		s.stop()
 		if err != nil {
 			return err
 		}
-		results = append(results, r)
+		results[spec.name] = res
+		order = append(order, spec.name)
+	}
+	if n, err := countLines(filepath.Join(dir, "audit.log")); err == nil {
+		fmt.Printf("rekey's audit log: %d lines\n\n", n)
 	}
 
-	null := results[0].cpu.Seconds() / float64(results[0].ops)
-	fmt.Printf("%-20s %9s %9s %9s %9s %14s %9s\n", "server", "ops", "ops/s", "p50", "p99", "server CPU/op", "vs null")
-	for _, r := range results {
-		perOp := r.cpu.Seconds() / float64(r.ops)
-		fmt.Printf("%-20s %9d %9.0f %9s %9s %11.1f µs %8.2fx\n", r.name, r.ops, float64(r.ops)/r.elapsed.Seconds(),
-			r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), perOp*1e6, perOp/null)
+	perOp := func(name string) float64 { r := results[name]; return r.cpu.Seconds() / float64(r.ops) }
+	null := perOp("null (HTTP floor)")
+	fmt.Printf("%-22s %9s %9s %9s %9s %14s %9s\n", "server", "ops", "ops/s", "p50", "p99", "server CPU/op", "vs null")
+	for _, name := range order {
+		r := results[name]
+		fmt.Printf("%-22s %9d %9.0f %9s %9s %11.1f µs %8.2fx\n", r.name, r.ops, float64(r.ops)/r.elapsed.Seconds(),
+			r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), perOp(name)*1e6, perOp(name)/null)
 	}
-	rk := results[1].cpu.Seconds() / float64(results[1].ops)
-	lk := results[2].cpu.Seconds() / float64(results[2].ops)
+	rk, lk := perOp("rekey kms serve"), perOp("local-kms")
 	fmt.Printf("\nrekey/null CPU per op: %.2fx (target <= 1.5x); rekey/local-kms: %.2fx (target <= 0.6x)\n", rk/null, rk/lk)
+	if withTLS {
+		tn, tr := perOp("null, TLS"), perOp("rekey kms serve, TLS")
+		fmt.Printf("over TLS: rekey %.1f µs per op, %.2fx the TLS null server (%.1f µs), %.2fx rekey over plain HTTP\n",
+			tr*1e6, tr/tn, tn*1e6, tr/rk)
+	}
 	return nil
+}
+
+func countLines(path string) (int, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	return strings.Count(string(b), "\n"), nil
 }
 
 func numCPU() int {
@@ -318,12 +409,22 @@ func numCPU() int {
 	return strings.Count(string(b), "processor\t:")
 }
 
-// listen binds a loopback port and prints the line start() waits for.
-func listen() net.Listener {
+// listen binds a loopback port and prints the line start() waits for;
+// with a certificate and key it serves TLS.
+func listen(certKey ...string) net.Listener {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
+	}
+	if len(certKey) == 2 {
+		cert, err := tls.LoadX509KeyPair(certKey[0], certKey[1])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		fmt.Printf("listening on https://%s\n", ln.Addr())
+		return tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}})
 	}
 	fmt.Printf("listening on http://%s\n", ln.Addr())
 	return ln
@@ -337,10 +438,11 @@ func serveLocalKMS() {
 	}
 	h, closeDB := testkms.LocalKMSHandler(os.Args[2])
 	defer closeDB()
-	serveUntilSignal(h)
+	serveUntilSignal(h, listen())
 }
 
-// serveNull answers every request with the same ReEncrypt response.
+// serveNull answers every request with the same ReEncrypt response, over
+// TLS when given a certificate and key (serve-null [CERT KEY]).
 func serveNull() {
 	body := `{"CiphertextBlob":"` + strings.Repeat("A", 1400) + `","KeyId":"arn:aws:kms:eu-west-2:111122223333:key/00000000-0000-4000-8000-000000000000",` +
 		`"SourceKeyId":"arn:aws:kms:eu-west-2:111122223333:key/00000000-0000-4000-8000-000000000001",` +
@@ -350,11 +452,10 @@ func serveNull() {
 		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
 		_, _ = io.WriteString(w, body)
 	})
-	serveUntilSignal(h)
+	serveUntilSignal(h, listen(os.Args[2:]...))
 }
 
-func serveUntilSignal(h http.Handler) {
-	ln := listen()
+func serveUntilSignal(h http.Handler, ln net.Listener) {
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		sig := make(chan os.Signal, 1)
