@@ -329,14 +329,18 @@ func (s *Server) hostAllowed(r *http.Request) bool {
 	if !ok {
 		return false
 	}
-	la, err := netip.ParseAddrPort(local.String())
-	if err != nil {
+	var la netip.Addr
+	if tcp, ok := local.(*net.TCPAddr); ok {
+		la = tcp.AddrPort().Addr()
+	} else if ap, err := netip.ParseAddrPort(local.String()); err == nil {
+		la = ap.Addr()
+	} else {
 		return false
 	}
 	if ip, err := netip.ParseAddr(host); err == nil {
-		return ip.Unmap() == la.Addr().Unmap()
+		return ip.Unmap() == la.Unmap()
 	}
-	return strings.EqualFold(host, "localhost") && la.Addr().IsLoopback()
+	return strings.EqualFold(host, "localhost") && la.IsLoopback()
 }
 
 // writeResult writes a successful response.
