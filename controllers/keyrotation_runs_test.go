@@ -67,6 +67,17 @@ func (f *fixture) edit(name string, mutate func(*rekeyv1alpha1.KeyRotation)) {
 	}
 }
 
+// pause sets spec.paused and waits until the controller's cache has it:
+// from then on, no new Secret starts.
+func (f *fixture) pause(name string) {
+	f.t.Helper()
+	f.edit(name, func(kr *rekeyv1alpha1.KeyRotation) { kr.Spec.Paused = true })
+	f.eventually("the cache sees the pause", func() bool {
+		kr := &rekeyv1alpha1.KeyRotation{}
+		return f.cache.Get(context.Background(), client.ObjectKey{Namespace: f.ns, Name: name}, kr) == nil && kr.Spec.Paused
+	})
+}
+
 // rerun sets rekey.dev/requested-at to a new value.
 func (f *fixture) rerun(name string) {
 	f.edit(name, func(kr *rekeyv1alpha1.KeyRotation) {
@@ -549,7 +560,6 @@ func TestStopRunErrorStopsThePageAtOnce(t *testing.T) {
 // Finding 12: spec.paused takes effect between Secrets, not at the end of
 // the page; the run resumes where it stopped, each Secret written once.
 func TestPauseTakesEffectBetweenSecrets(t *testing.T) {
-	ctx := context.Background()
 	f := newFixture(t)
 	f.key("alias/old")
 	newKey := f.key("alias/new")
@@ -557,12 +567,7 @@ func TestPauseTakesEffectBetweenSecrets(t *testing.T) {
 	var paused atomic.Int64
 	f.ks.setHook(func(call int, _ *kms.ReEncryptInput) error {
 		if call == 7 {
-			f.edit("r", func(kr *rekeyv1alpha1.KeyRotation) { kr.Spec.Paused = true })
-			// Until the controller's cache has it: from then on, no new Secret starts.
-			f.eventually("the cache sees the pause", func() bool {
-				kr := &rekeyv1alpha1.KeyRotation{}
-				return f.cache.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: "r"}, kr) == nil && kr.Spec.Paused
-			})
+			f.pause("r")
 			paused.Store(int64(f.updates.total()))
 		}
 		return nil
@@ -897,11 +902,7 @@ func TestPinnedKeysAreCheckedAtEveryReconcile(t *testing.T) {
 	f.secrets(6, "alias/old", nil)
 	f.ks.setHook(func(call int, _ *kms.ReEncryptInput) error {
 		if call == 1 {
-			f.edit("r", func(kr *rekeyv1alpha1.KeyRotation) { kr.Spec.Paused = true })
-			f.eventually("the cache sees the pause", func() bool {
-				kr := &rekeyv1alpha1.KeyRotation{}
-				return f.cache.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: "r"}, kr) == nil && kr.Spec.Paused
-			})
+			f.pause("r")
 		}
 		return nil
 	})
