@@ -207,7 +207,9 @@ func runKMSServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 	}
 	fmt.Fprintf(stdout, "rekey kms: listening on %s://%s\n", scheme, ln.Addr())
 	go refreshEvery(ctx, e, f.refresh, log)
-	if err := serveUntilDone(ctx, srv, ln); err != nil {
+	err = serveUntilDone(ctx, srv, ln)
+	handler.FlushAudit()
+	if err != nil {
 		return err
 	}
 	fmt.Fprintln(stdout, "rekey kms: stopped")

@@ -36,6 +36,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -164,8 +165,9 @@ func writeCert(t *testing.T, dir string) (certFile, keyFile string, pool *x509.C
 }
 
 // startKMS runs 'rekey kms serve' with args and returns the URL it
-// reports; the server stops when the test ends.
-func startKMS(t *testing.T, c *cli, args ...string) string {
+// reports and a function that stops it (as SIGTERM does) and waits; it
+// stops when the test ends too.
+func startKMS(t *testing.T, c *cli, args ...string) (string, func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
@@ -176,12 +178,16 @@ func startKMS(t *testing.T, c *cli, args ...string) string {
 		done <- run(ctx, argv, strings.NewReader(""), pw, &errOut)
 		_ = pw.Close()
 	}()
-	t.Cleanup(func() {
-		cancel()
-		if code := <-done; code != 0 {
-			t.Errorf("serve exited %d: %s", code, errOut.String())
-		}
-	})
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if code := <-done; code != 0 {
+				t.Errorf("serve exited %d: %s", code, errOut.String())
+			}
+		})
+	}
+	t.Cleanup(stop)
 	br := bufio.NewReader(pr)
 	line, err := br.ReadString('\n')
 	if err != nil {
@@ -192,7 +198,7 @@ func startKMS(t *testing.T, c *cli, args ...string) string {
 	if !strings.HasPrefix(url, "https://127.0.0.1:") && !strings.HasPrefix(url, "http://127.0.0.1:") {
 		t.Fatalf("server reported %q", line)
 	}
-	return url
+	return url, stop
 }
 
 // Finding 9 through the command: TLS, a policy file, the audit log, and
@@ -210,7 +216,7 @@ func TestKMSServeTLSPolicyAudit(t *testing.T) {
 		t.Fatal(err)
 	}
 	audit := filepath.Join(c.dir, "audit.log")
-	url := startKMS(t, c, "--listen", "127.0.0.1:0", "--credentials-file", creds, "--policy-file", policy,
+	url, stop := startKMS(t, c, "--listen", "127.0.0.1:0", "--credentials-file", creds, "--policy-file", policy,
 		"--audit-log", audit, "--tls-cert-file", certFile, "--tls-key-file", keyFile)
 	if !strings.HasPrefix(url, "https://") {
 		t.Fatalf("TLS server reported %s", url)
@@ -248,6 +254,7 @@ func TestKMSServeTLSPolicyAudit(t *testing.T) {
 		t.Fatalf("app TagResource: want AccessDeniedException, got %v", err)
 	}
 
+	stop() // shutting down writes the lines still pending
 	b, err := os.ReadFile(audit)
 	if err != nil {
 		t.Fatal(err)

@@ -63,21 +63,93 @@ type auditRecord struct {
 	remote    string
 }
 
-// auditLog writes one JSON line per request, one write each (so a line is
-// never interleaved with another, and what was written survives a crash
-// of the server).
+// maxAuditPending bounds the lines waiting to be written: at it, the
+// request that fills it writes them itself (an audit sink that stalls
+// stalls the server, rather than dropping records or growing without
+// bound).
+const maxAuditPending = 256 << 10
+
+// auditFlushInterval is how long a line may wait to share a write with the
+// next ones. When the log has not been written for that long, a line is
+// written at once.
+const auditFlushInterval = 50 * time.Millisecond
+
+// auditLog writes one JSON line per request. A line is written at once when
+// nothing was written in the last auditFlushInterval; under load, lines are
+// gathered and written together at most that long after (one write call
+// per batch instead of one per request: the write was 8% of the server's
+// CPU per request). Flush writes what is pending; a killed process loses at
+// most the last interval's lines.
 type auditLog struct {
-	mu  sync.Mutex
 	w   io.Writer
-	buf []byte
 	now func() time.Time
+
+	mu        sync.Mutex
+	idle      sync.Cond // signalled when a write ends
+	pending   []byte
+	spare     []byte
+	writing   bool
+	scheduled bool
+	last      time.Time // when the last write started (wall clock, not now)
+}
+
+func newAuditLog(w io.Writer, now func() time.Time) *auditLog {
+	a := &auditLog{w: w, now: now}
+	a.idle.L = &a.mu
+	return a
 }
 
 func (a *auditLog) write(r *auditRecord) {
+	now := a.now()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	elapsed := a.now().Sub(r.start)
-	b := append(a.buf[:0], `{"time":"`...)
+	for a.writing && len(a.pending) >= maxAuditPending {
+		a.idle.Wait()
+	}
+	a.pending = appendRecord(a.pending, r, now.Sub(r.start))
+	switch {
+	case a.writing:
+		// The write under way takes this line too.
+	case len(a.pending) >= maxAuditPending || time.Since(a.last) >= auditFlushInterval:
+		a.drainLocked()
+	case !a.scheduled:
+		a.scheduled = true
+		time.AfterFunc(auditFlushInterval, a.Flush)
+	}
+}
+
+// drainLocked writes until nothing is pending, with a.mu held (released
+// during each write).
+func (a *auditLog) drainLocked() {
+	a.writing = true
+	for len(a.pending) > 0 {
+		batch := a.pending
+		a.pending = a.spare[:0]
+		a.last = time.Now()
+		a.mu.Unlock()
+		_, _ = a.w.Write(batch)
+		a.mu.Lock()
+		a.spare = batch[:0]
+		a.idle.Broadcast()
+	}
+	a.writing = false
+	a.idle.Broadcast()
+}
+
+// Flush writes every pending line, waiting for a write under way.
+func (a *auditLog) Flush() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.scheduled = false
+	for a.writing {
+		a.idle.Wait()
+	}
+	a.drainLocked()
+}
+
+// appendRecord appends r as one JSON line.
+func appendRecord(b []byte, r *auditRecord, elapsed time.Duration) []byte {
+	b = append(b, `{"time":"`...)
 	b = r.start.UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z07:00")
 	b = append(b, `","requestId":`...)
 	b = appendJSONString(b, r.requestID)
@@ -100,9 +172,7 @@ func (a *auditLog) write(r *auditRecord) {
 	b = appendJSONString(b, r.remote)
 	b = append(b, `,"ms":`...)
 	b = strconv.AppendFloat(b, float64(elapsed.Microseconds())/1000, 'f', 3, 64)
-	b = append(b, "}\n"...)
-	a.buf = b
-	_, _ = a.w.Write(b)
+	return append(b, "}\n"...)
 }
 
 // appendJSONString appends s as a JSON string: quotes, backslashes and

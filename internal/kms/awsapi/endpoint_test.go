@@ -56,11 +56,12 @@ import (
 
 // endpoint is a running awsapi.HTTPServer on 127.0.0.1.
 type endpoint struct {
-	url    string
-	addr   string
-	engine *kms.Engine
-	srv    *awsapi.HTTPServer
-	audit  *syncBuffer
+	url     string
+	addr    string
+	engine  *kms.Engine
+	handler *awsapi.Server
+	srv     *awsapi.HTTPServer
+	audit   *syncBuffer
 }
 
 // syncBuffer is an audit sink the test reads while the server writes.
@@ -109,7 +110,8 @@ func startEndpoint(t *testing.T, o awsapi.Options, l awsapi.Limits, tlsConfig *t
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := awsapi.NewHTTPServer(awsapi.New(e, o), l, tlsConfig, logr.Discard())
+	h := awsapi.New(e, o)
+	srv := awsapi.NewHTTPServer(h, l, tlsConfig, logr.Discard())
 	done := make(chan struct{})
 	go func() { _ = srv.Serve(ln); close(done) }()
 	t.Cleanup(func() { _ = srv.Close(); <-done })
@@ -117,7 +119,7 @@ func startEndpoint(t *testing.T, o awsapi.Options, l awsapi.Limits, tlsConfig *t
 	if tlsConfig != nil {
 		scheme = "https"
 	}
-	return &endpoint{url: scheme + "://" + ln.Addr().String(), addr: ln.Addr().String(), engine: e, srv: srv, audit: audit}
+	return &endpoint{url: scheme + "://" + ln.Addr().String(), addr: ln.Addr().String(), engine: e, handler: h, srv: srv, audit: audit}
 }
 
 func (ep *endpoint) client(akid, secret string, hc *http.Client) *awskms.Client {
@@ -536,6 +538,7 @@ func TestAuthorisation(t *testing.T) {
 	}
 
 	// Every denial is audited with the principal and the operation.
+	ep.handler.FlushAudit()
 	deniedAudit := 0
 	for _, r := range ep.audit.records(t) {
 		if r.Code == "AccessDeniedException" {

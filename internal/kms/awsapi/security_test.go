@@ -450,6 +450,7 @@ func TestAuditRecords(t *testing.T) {
 	bad := listKeys()
 	bad.after = map[string]string{"X-Amz-Security-Token": "x"}
 	serveReq(s, bad.build(t), "127.0.0.1:9")
+	s.FlushAudit()
 
 	lines := strings.Split(strings.TrimSpace(audit.String()), "\n")
 	if len(lines) != 2 {
@@ -489,3 +490,113 @@ func TestAppendJSONString(t *testing.T) {
 		}
 	}
 }
+
+// gatedWriter holds its first Write until open is closed, and counts lines.
+type gatedWriter struct {
+	mu      sync.Mutex
+	b       bytes.Buffer
+	entered chan struct{}
+	open    chan struct{}
+	first   sync.Once
+}
+
+func (g *gatedWriter) Write(p []byte) (int, error) {
+	g.first.Do(func() { close(g.entered); <-g.open })
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.b.Write(p)
+}
+
+// The audit log writes every line whole, loses none once flushed, and holds
+// a bounded amount while its writer is stalled.
+func TestAuditLogBatchesAndBounds(t *testing.T) {
+	g := &gatedWriter{entered: make(chan struct{}), open: make(chan struct{})}
+	a := newAuditLog(g, time.Now)
+	rec := func(i int) *auditRecord {
+		return &auditRecord{start: time.Now(), requestID: fmt.Sprintf("r-%d", i), principal: "AK", operation: "ReEncrypt",
+			keys: []string{strings.Repeat("k", 200)}, status: 200, remote: "127.0.0.1:1"}
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); a.write(rec(0)) }() // the writer, stalled in Write
+	<-g.entered
+	const n = 5000 // about 1.5 MiB of lines, beyond maxAuditPending
+	for i := 1; i <= n; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); a.write(rec(i)) }()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		a.mu.Lock()
+		held := len(a.pending)
+		a.mu.Unlock()
+		if held > maxAuditPending+1024 {
+			t.Fatalf("%d bytes pending behind a stalled writer, bound %d", held, maxAuditPending)
+		}
+		if held >= maxAuditPending || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Millisecond) // waiting for the writers to fill the buffer; bounded by the deadline
+	}
+	close(g.open)
+	wg.Wait()
+	a.Flush()
+	lines := strings.Split(strings.TrimSuffix(g.b.String(), "\n"), "\n")
+	if len(lines) != n+1 {
+		t.Fatalf("%d lines written, want %d", len(lines), n+1)
+	}
+	seen := map[string]bool{}
+	for _, l := range lines {
+		var r AuditRecord
+		if err := json.Unmarshal([]byte(l), &r); err != nil {
+			t.Fatalf("a line that is not JSON (interleaved?): %.80q", l)
+		}
+		seen[r.RequestID] = true
+	}
+	if len(seen) != n+1 {
+		t.Fatalf("%d distinct request ids, want %d", len(seen), n+1)
+	}
+}
+
+// When idle, a line is written at once; under load, lines written within
+// the flush interval of each other are written together, soon after, with
+// no Flush.
+func TestAuditLogWritesSoon(t *testing.T) {
+	var mu sync.Mutex
+	var b bytes.Buffer
+	writes := 0
+	w := writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		writes++
+		return b.Write(p)
+	})
+	lines := func() (int, int) {
+		mu.Lock()
+		defer mu.Unlock()
+		return strings.Count(b.String(), "\n"), writes
+	}
+	a := newAuditLog(w, time.Now)
+	rec := &auditRecord{start: time.Now(), requestID: "r", status: 200}
+	a.write(rec)
+	if n, _ := lines(); n != 1 {
+		t.Fatalf("an idle log wrote %d lines at once, want 1", n)
+	}
+	for range 10 {
+		a.write(rec)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for n, _ := lines(); n != 11; n, _ = lines() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of 11 lines written without a Flush", n)
+		}
+		time.Sleep(5 * time.Millisecond) // the flush timer; bounded by the deadline
+	}
+	if _, writes := lines(); writes > 3 {
+		t.Fatalf("11 lines in %d writes: not batched", writes)
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
