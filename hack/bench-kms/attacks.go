@@ -122,7 +122,9 @@ func randomRegion(n int) string {
 }
 
 // regionFlood sends n garbage-signed requests with random regions of
-// regionLen characters, 8 at a time, and returns the status codes seen.
+// regionLen characters, 8 at a time, and returns the status codes seen
+// (-1: the server closed the connection before the client had sent the
+// whole request).
 func regionFlood(url string, n, regionLen int) map[int]int {
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8}, Timeout: 30 * time.Second}
 	var mu sync.Mutex
@@ -240,7 +242,7 @@ func runAttacks(rekeyBin string) error {
 
 	fmt.Println("1. 3,000 requests, each with a random 60 KB region and a garbage signature (finding 6)")
 	codes := regionFlood(s.url, 3000, 60_000)
-	fmt.Printf("    answers by status: %v\n", codes)
+	fmt.Printf("    answers by status (-1: closed before the request was sent whole): %v\n", codes)
 	report()
 	fmt.Println("   3,000 more with random 32-character regions (the longest a region may be), garbage signatures")
 	codes = regionFlood(s.url, 3000, 32)
