@@ -192,20 +192,28 @@ func (s *scanner) object(depth int) error {
 		if err := s.value(depth); err != nil {
 			return err
 		}
-		s.space()
-		if s.i >= len(s.b) {
-			return errJSON
-		}
-		switch s.b[s.i] {
-		case ',':
-			s.i++
-		case '}':
-			s.i++
-			return nil
-		default:
-			return errJSON
+		if done, err := s.next('}'); err != nil || done {
+			return err
 		}
 	}
+}
+
+// next reads the separator after an object member or array element: ','
+// when more follow, or end, which closes the object or array.
+func (s *scanner) next(end byte) (done bool, err error) {
+	s.space()
+	if s.i >= len(s.b) {
+		return false, errJSON
+	}
+	switch s.b[s.i] {
+	case ',':
+		s.i++
+		return false, nil
+	case end:
+		s.i++
+		return true, nil
+	}
+	return false, errJSON
 }
 
 // errDepth is nesting deeper than maxJSONDepth.
@@ -229,18 +237,8 @@ func (s *scanner) array(depth int) error {
 		if err := s.value(depth); err != nil {
 			return err
 		}
-		s.space()
-		if s.i >= len(s.b) {
-			return errJSON
-		}
-		switch s.b[s.i] {
-		case ',':
-			s.i++
-		case ']':
-			s.i++
-			return nil
-		default:
-			return errJSON
+		if done, err := s.next(']'); err != nil || done {
+			return err
 		}
 	}
 }
