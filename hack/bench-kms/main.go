@@ -64,6 +64,7 @@ import (
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
 
 	"github.com/rekey-dev/rekey/internal/kms/keystore"
+	"github.com/rekey-dev/rekey/internal/testcert"
 	"github.com/rekey-dev/rekey/internal/testkms"
 )
 
@@ -300,7 +301,7 @@ func run(rekeyBin string, d, warmup time.Duration, clients, size, gogc int, with
 	if err := os.WriteFile(filepath.Join(dir, "policy.json"), []byte(policy), 0o600); err != nil {
 		return err
 	}
-	certFile, keyFile, roots, err := writeCert(dir)
+	certFile, keyFile, roots, err := testcert.Write(dir)
 	if err != nil {
 		return err
 	}

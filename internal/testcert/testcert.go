@@ -14,7 +14,9 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package main
+// Package testcert writes self-signed TLS certificates for servers that tests
+// and benchmarks run on 127.0.0.1.
+package testcert
 
 import (
 	"crypto/ecdsa"
@@ -30,16 +32,21 @@ import (
 	"time"
 )
 
-// writeCert writes a self-signed ECDSA P-256 certificate for 127.0.0.1
-// into dir and returns its files and a pool that trusts it.
-func writeCert(dir string) (certFile, keyFile string, roots *x509.CertPool, err error) {
+// Write writes a self-signed ECDSA P-256 server certificate for 127.0.0.1
+// (and dnsNames) into dir as tls.crt and tls.key (mode 0600), valid for a
+// day, and returns its files and a pool that trusts it.
+func Write(dir string, dnsNames ...string) (certFile, keyFile string, roots *x509.CertPool, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return "", "", nil, err
 	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "bench-kms"},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		NotBefore:   time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+	name := "127.0.0.1"
+	if len(dnsNames) > 0 {
+		name = dnsNames[0]
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
+		DNSNames: dnsNames, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
