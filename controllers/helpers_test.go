@@ -47,6 +47,7 @@ import (
 	rekeyv1alpha1 "github.com/rekey-dev/rekey/api/v1alpha1"
 	"github.com/rekey-dev/rekey/internal/kms"
 	"github.com/rekey-dev/rekey/internal/provider/embedded"
+	"github.com/rekey-dev/rekey/internal/secretpage"
 )
 
 // fixture is one test's namespace, engine and controller.
@@ -55,9 +56,10 @@ type fixture struct {
 	config *rest.Config
 	// newAWS builds the AWS key service for provider.aws rotations (nil: none).
 	newAWS func(ctx context.Context, c AWSConfig) (KeyService, error)
-	// wrapReader, when set, wraps the controller's APIReader (to inject
-	// apiserver answers).
-	wrapReader func(client.Reader) client.Reader
+	// wrapPages, when set, wraps the controller's Secret lister.
+	wrapPages func(secretpage.Lister) secretpage.Lister
+	// listBudget is the controller's list byte budget (0: the default).
+	listBudget int64
 	// embedded, when set, replaces f.ks as the controller's embedded key service.
 	embedded KeyService
 	// allowedEndpoints are the AWS endpoint overrides the operator allows.
@@ -190,8 +192,13 @@ func (f *fixture) start(pageSize int64) func() {
 		f.t.Fatal(err)
 	}
 	reader := mgr.GetAPIReader()
-	if f.wrapReader != nil {
-		reader = f.wrapReader(reader)
+	pages, err := secretpage.NewAPILister(mgr.GetConfig(), mgr.GetHTTPClient(), f.listBudget)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	var lister secretpage.Lister = pages
+	if f.wrapPages != nil {
+		lister = f.wrapPages(lister)
 	}
 	var emb KeyService = f.ks
 	if f.embedded != nil {
@@ -207,6 +214,7 @@ func (f *fixture) start(pageSize int64) func() {
 		MinVerifyInterval: time.Millisecond,
 		Clock:             func() time.Time { return time.Now().Add(time.Duration(f.clockOffset.Load())) },
 		APIReader:         reader,
+		Pages:             lister,
 		Recorder:          mgr.GetEventRecorder("rekey-test"),
 		PageSize:          pageSize,
 		KeyServices:       f.keyServices,

@@ -39,6 +39,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	rekeyv1alpha1 "github.com/rekey-dev/rekey/api/v1alpha1"
+	"github.com/rekey-dev/rekey/internal/secretpage"
 )
 
 // KeyRotationReconciler re-encrypts the blobs held in the Secrets of a
@@ -47,9 +48,15 @@ import (
 type KeyRotationReconciler struct {
 	// Client writes Secrets and status. It must not cache Secrets.
 	Client client.Client
-	// APIReader lists Secret metadata page by page and reads Secrets one at
-	// a time, straight from the apiserver.
+	// APIReader reads KeyRotations and Secrets one at a time, straight from
+	// the apiserver.
 	APIReader client.Reader
+	// Pages lists Secrets page by page within a byte budget (default: one
+	// on the manager's config, with ListBudget).
+	Pages secretpage.Lister
+	// ListBudget is the most bytes of one Secret list response held
+	// (default secretpage.DefaultBudget).
+	ListBudget int64
 	// Live reads KeyRotations from the manager's cache, to notice a pause or
 	// a spec change between Secrets (default: the manager's cache).
 	Live     client.Reader
@@ -57,7 +64,7 @@ type KeyRotationReconciler struct {
 	// KeyServices returns the key service a rotation names, and forgets
 	// what it keeps for a deleted rotation.
 	KeyServices KeyServiceSource
-	// PageSize bounds the Secret metadata listed per reconcile.
+	// PageSize bounds the Secrets listed per reconcile.
 	PageSize int64
 	// Clock is injectable for tests (default time.Now).
 	Clock func() time.Time
@@ -91,6 +98,13 @@ func (r *KeyRotationReconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrent
 	}
 	if r.Clock == nil {
 		r.Clock = time.Now
+	}
+	if r.Pages == nil {
+		pages, err := secretpage.NewAPILister(mgr.GetConfig(), mgr.GetHTTPClient(), r.ListBudget)
+		if err != nil {
+			return err
+		}
+		r.Pages = pages
 	}
 	if r.Live == nil {
 		r.Live = mgr.GetCache()

@@ -28,6 +28,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -48,6 +49,7 @@ import (
 	rekeyv1alpha1 "github.com/rekey-dev/rekey/api/v1alpha1"
 	"github.com/rekey-dev/rekey/internal/kms"
 	"github.com/rekey-dev/rekey/internal/provider/embedded"
+	"github.com/rekey-dev/rekey/internal/secretpage"
 	"github.com/rekey-dev/rekey/internal/testkms"
 )
 
@@ -800,31 +802,29 @@ func TestAWSResumeCountsThisRunsMarks(t *testing.T) {
 	a.verify()
 }
 
-// expiringReader answers a List with 410 Gone for the n-th continue token
+// expiringPages answers a page with 410 Gone for the n-th continue token
 // it sees, and for that token ever after, as an apiserver does once etcd
 // compacted past it.
-type expiringReader struct {
-	client.Reader
+type expiringPages struct {
+	secretpage.Lister
 	mu      sync.Mutex
 	n, seen int
 	expired string
 }
 
-func (e *expiringReader) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
-	o := &client.ListOptions{}
-	o.ApplyOptions(opts)
+func (e *expiringPages) Page(ctx context.Context, req secretpage.Request) (*secretpage.Page, error) {
 	e.mu.Lock()
-	if o.Continue != "" && e.expired == "" {
+	if req.Continue != "" && e.expired == "" {
 		if e.seen++; e.seen == e.n {
-			e.expired = o.Continue
+			e.expired = req.Continue
 		}
 	}
-	gone := o.Continue != "" && o.Continue == e.expired
+	gone := req.Continue != "" && req.Continue == e.expired
 	e.mu.Unlock()
 	if gone {
-		return apierrors.NewResourceExpired("the continue token is too old")
+		return nil, apierrors.NewResourceExpired("the continue token is too old")
 	}
-	return e.Reader.List(ctx, list, opts...)
+	return e.Lister.Page(ctx, req)
 }
 
 // Finding 15: an expired continue token restarts the listing from the
@@ -836,7 +836,7 @@ func TestExpiredContinueTokenRestartsTheList(t *testing.T) {
 	f.secrets(12, "alias/old", nil)
 	// Counting lists 3 pages (2 continue tokens); the 3rd token is the
 	// rotation's second page.
-	f.wrapReader = func(r client.Reader) client.Reader { return &expiringReader{Reader: r, n: 3} }
+	f.wrapPages = func(l secretpage.Lister) secretpage.Lister { return &expiringPages{Lister: l, n: 3} }
 	f.start(4)
 	f.rotation("r", nil)
 	kr := f.wait("r", "finished", finishedRun)
@@ -1072,5 +1072,65 @@ func TestVerifyIntervalHasAFloor(t *testing.T) {
 		if got := verifyInterval(kr(c.in), time.Minute); got != c.want {
 			t.Errorf("verifyInterval(%v) = %v, want %v", c.in, got, c.want)
 		}
+	}
+}
+
+// recordingPages records, for every page listed, whether it came whole.
+type recordingPages struct {
+	secretpage.Lister
+	mu    sync.Mutex
+	whole []bool
+}
+
+func (p *recordingPages) Page(ctx context.Context, req secretpage.Request) (*secretpage.Page, error) {
+	page, err := p.Lister.Page(ctx, req)
+	if err == nil && !req.MetadataOnly {
+		p.mu.Lock()
+		p.whole = append(p.whole, page.Whole)
+		p.mu.Unlock()
+	}
+	return page, err
+}
+
+// Memory bounded by bytes, with the write rate kept: pages that fit the
+// list budget are rotated from the listing itself (no read per Secret);
+// a page holding large unrelated Secrets is listed as metadata, its
+// selected Secrets read one by one, and the large ones never written.
+// Both kinds of page rotate every Secret exactly once.
+func TestPagesOverTheListBudgetAreReadOneByOne(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	f.key("alias/old")
+	newKey := f.key("alias/new")
+	f.secrets(12, "alias/old", nil)
+	for i := range 4 {
+		s := &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("helm-%d", i), Namespace: f.ns, Labels: map[string]string{"team": "billing"}},
+			Data:       map[string][]byte{"release": bytes.Repeat([]byte{'r'}, 100<<10)},
+		}
+		if err := k8sClient.Create(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec := &recordingPages{}
+	f.wrapPages = func(l secretpage.Lister) secretpage.Lister { rec.Lister = l; return rec }
+	f.listBudget = 128 << 10
+	f.start(5)
+	f.rotation("r", nil)
+	kr := f.wait("r", "finished", finishedRun)
+	if kr.Status.Secrets != (rekeyv1alpha1.SecretCounts{Total: 12, Rotated: 12}) || kr.Status.Blobs != (rekeyv1alpha1.BlobCounts{Total: 36, Rotated: 36}) {
+		t.Fatalf("counts: %+v %+v", kr.Status.Secrets, kr.Status.Blobs)
+	}
+	if f.updates.total() != 12 {
+		t.Fatalf("%d Secret writes, want 12", f.updates.total())
+	}
+	f.verify(newKey)
+	rec.mu.Lock()
+	// app-000..004 and app-005..009 fit; app-010, app-011, helm-0..2 do not;
+	// helm-3 alone does.
+	got := slices.Clone(rec.whole[:4])
+	rec.mu.Unlock()
+	if !slices.Equal(got, []bool{true, true, false, true}) {
+		t.Fatalf("rotation pages whole: %v", got)
 	}
 }

@@ -32,11 +32,11 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	rekeyv1alpha1 "github.com/rekey-dev/rekey/api/v1alpha1"
 	"github.com/rekey-dev/rekey/internal/kms"
+	"github.com/rekey-dev/rekey/internal/secretpage"
 )
 
 type resultKind int
@@ -72,9 +72,10 @@ const maxBlobSize = 6144
 // carrying the resourceVersion it read. A conflict re-reads the Secret and
 // decides again; a deleted Secret is skipped. A Secret is never
 // half-rotated.
-func (r *KeyRotationReconciler) rotateSecret(ctx context.Context, rn *run, m *metav1.PartialObjectMetadata) (res secretResult) {
+func (r *KeyRotationReconciler) rotateSecret(ctx context.Context, rn *run, it *secretpage.Item) (res secretResult) {
+	m := &it.Meta
 	defer func() { res.secret = m.Name }()
-	s, err := r.getSecret(ctx, m)
+	s, err := r.getSecret(ctx, it)
 	for attempt := 1; ; attempt++ {
 		switch {
 		case apierrors.IsNotFound(err):

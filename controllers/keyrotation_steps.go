@@ -33,6 +33,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	rekeyv1alpha1 "github.com/rekey-dev/rekey/api/v1alpha1"
+	"github.com/rekey-dev/rekey/internal/secretpage"
 )
 
 // run is what one reconcile knows about the rotation it works on, and the
@@ -200,22 +201,25 @@ func selected(s metav1.Object) bool {
 	return ok
 }
 
-// listPage lists one page of Secret metadata (no data: unrelated Secrets,
-// however large, never enter the heap), with the rotation's selector.
-func (r *KeyRotationReconciler) listPage(ctx context.Context, rn *run, cont string) (*metav1.PartialObjectMetadataList, error) {
-	list := &metav1.PartialObjectMetadataList{}
-	list.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("SecretList"))
-	err := r.APIReader.List(ctx, list, client.InNamespace(rn.kr.Namespace), client.Limit(r.PageSize),
-		client.Continue(cont), client.MatchingLabelsSelector{Selector: rn.selector})
-	return list, err
+// listPage lists one page of the namespace's Secrets with the rotation's
+// selector: whole when the page fits the lister's byte budget, metadata
+// only when it does not (unrelated Secrets, however large, never enter the
+// heap). metadataOnly skips the whole listing.
+func (r *KeyRotationReconciler) listPage(ctx context.Context, rn *run, cont string, metadataOnly bool) (*secretpage.Page, error) {
+	return r.Pages.Page(ctx, secretpage.Request{Namespace: rn.kr.Namespace, Selector: rn.selector,
+		Limit: r.PageSize, Continue: cont, MetadataOnly: metadataOnly})
 }
 
-// getSecret reads one listed Secret, at least as new as the listing saw it
-// (the apiserver serves that from its watch cache).
-func (r *KeyRotationReconciler) getSecret(ctx context.Context, m *metav1.PartialObjectMetadata) (*corev1.Secret, error) {
+// getSecret returns a listed Secret: as listed when the page was whole;
+// otherwise read on its own, at least as new as the listing saw it (the
+// apiserver serves that from its watch cache).
+func (r *KeyRotationReconciler) getSecret(ctx context.Context, it *secretpage.Item) (*corev1.Secret, error) {
+	if it.Secret != nil {
+		return it.Secret, nil
+	}
 	s := &corev1.Secret{}
-	err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: m.Name}, s,
-		&client.GetOptions{Raw: &metav1.GetOptions{ResourceVersion: m.ResourceVersion}})
+	err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: it.Meta.Namespace, Name: it.Meta.Name}, s,
+		&client.GetOptions{Raw: &metav1.GetOptions{ResourceVersion: it.Meta.ResourceVersion}})
 	return s, err
 }
 
@@ -229,12 +233,12 @@ func (r *KeyRotationReconciler) start(ctx context.Context, rn *run) error {
 	}
 	var total int64
 	for cont := ""; ; {
-		list, err := r.listPage(ctx, rn, cont)
+		list, err := r.listPage(ctx, rn, cont, true)
 		if err != nil {
 			return asStepError(err, "counting Secrets")
 		}
 		for i := range list.Items {
-			if selected(&list.Items[i]) {
+			if selected(&list.Items[i].Meta) {
 				total++
 			}
 		}
@@ -308,8 +312,8 @@ func (t *pageTally) add(res secretResult) {
 // forEach runs fn on the selected items on n workers. Before each item it
 // stops dispatching when ctx is done or stop says so; items already handed
 // to a worker finish. Reports whether every selected item was dispatched.
-func forEach(ctx context.Context, items []metav1.PartialObjectMetadata, n int, stop func() bool, fn func(*metav1.PartialObjectMetadata)) bool {
-	work := make(chan *metav1.PartialObjectMetadata)
+func forEach(ctx context.Context, items []secretpage.Item, n int, stop func() bool, fn func(*secretpage.Item)) bool {
+	work := make(chan *secretpage.Item)
 	var wg sync.WaitGroup
 	for range n {
 		wg.Go(func() {
@@ -320,7 +324,7 @@ func forEach(ctx context.Context, items []metav1.PartialObjectMetadata, n int, s
 	}
 	complete := true
 	for i := range items {
-		if !selected(&items[i]) {
+		if !selected(&items[i].Meta) {
 			continue
 		}
 		if ctx.Err() != nil || stop() {
@@ -363,9 +367,10 @@ func (r *KeyRotationReconciler) interrupted(ctx context.Context, rn *run) string
 	return ""
 }
 
-// processPage lists the next page of Secret metadata, rotates the selected
-// Secrets on a bounded pool of workers (each one read, re-encrypted and
-// written on its own, so memory is bounded by bytes, not by the page), and
+// processPage lists the next page of Secrets (whole, or metadata only when
+// the page exceeds the lister's byte budget: memory is bounded by bytes,
+// not by the page), rotates the selected Secrets on a bounded pool of
+// workers (each one re-encrypted and written on its own), and
 // commits the page's counts and continue token to status. A stop-the-run
 // error stops the page at once; a pause or spec change stops it between
 // Secrets; either way nothing of the page is committed. Reports whether the
@@ -374,7 +379,7 @@ func (r *KeyRotationReconciler) processPage(ctx context.Context, rn *run) (bool,
 	kr := rn.kr
 	st := &kr.Status
 	start := time.Now()
-	list, err := r.listPage(ctx, rn, st.Continue)
+	list, err := r.listPage(ctx, rn, st.Continue, false)
 	if apierrors.IsResourceExpired(err) {
 		// The continue token outlived etcd's compaction: list again from the
 		// start and count again; Secrets this run already rotated carry its
@@ -393,7 +398,7 @@ func (r *KeyRotationReconciler) processPage(ctx context.Context, rn *run) (bool,
 	why := ""
 	complete := forEach(pageCtx, list.Items, int(cmp.Or(kr.Spec.MaxConcurrency, 8)),
 		func() bool { why = r.interrupted(ctx, rn); return why != "" },
-		func(m *metav1.PartialObjectMetadata) { tally.add(r.rotateSecret(pageCtx, rn, m)) })
+		func(it *secretpage.Item) { tally.add(r.rotateSecret(pageCtx, rn, it)) })
 	if tally.err != nil {
 		return false, tally.err
 	}
@@ -437,7 +442,7 @@ func (r *KeyRotationReconciler) processPage(ctx context.Context, rn *run) (bool,
 	}
 	metricSecretsRemaining.WithLabelValues(kr.Namespace, kr.Name).Set(float64(max(0, st.Secrets.Total-done(st.Secrets))))
 	st.Continue = list.Continue
-	logf.FromContext(ctx).V(1).Info("page done", "secrets", len(list.Items), "rotated", tally.secrets.Rotated,
+	logf.FromContext(ctx).V(1).Info("page done", "secrets", len(list.Items), "whole", list.Whole, "rotated", tally.secrets.Rotated,
 		"took", time.Since(start).Round(time.Millisecond))
 	return list.Continue == "", nil
 }

@@ -33,6 +33,7 @@ import (
 
 	rekeyv1alpha1 "github.com/rekey-dev/rekey/api/v1alpha1"
 	"github.com/rekey-dev/rekey/internal/kms"
+	"github.com/rekey-dev/rekey/internal/secretpage"
 )
 
 // maxInventory bounds status.inventory.
@@ -79,13 +80,13 @@ func (r *KeyRotationReconciler) verify(ctx context.Context, rn *run) (*verificat
 
 func (r *KeyRotationReconciler) verifyPass(ctx context.Context, rn *run, res *verification, cancel context.CancelFunc) error {
 	for cont := ""; ; {
-		list, err := r.listPage(ctx, rn, cont)
+		list, err := r.listPage(ctx, rn, cont, false)
 		if err != nil {
 			return err
 		}
 		forEach(ctx, list.Items, int(cmp.Or(rn.kr.Spec.MaxConcurrency, 8)), func() bool { return false },
-			func(m *metav1.PartialObjectMetadata) {
-				s, err := r.getSecret(ctx, m)
+			func(it *secretpage.Item) {
+				s, err := r.getSecret(ctx, it)
 				if apierrors.IsNotFound(err) {
 					return
 				}

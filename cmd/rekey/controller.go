@@ -43,6 +43,7 @@ import (
 	"github.com/rekey-dev/rekey/internal/kms/keystore"
 	awsprovider "github.com/rekey-dev/rekey/internal/provider/aws"
 	"github.com/rekey-dev/rekey/internal/provider/embedded"
+	"github.com/rekey-dev/rekey/internal/secretpage"
 )
 
 // controllerOptions are the manager's flags.
@@ -59,6 +60,7 @@ type controllerOptions struct {
 	region               string
 	accountID            string
 	pageSize             int64
+	listBudget           int64
 	maxRotations         int
 	awsRequestsPerSecond float64
 	awsAllowedEndpoints  string
@@ -79,7 +81,9 @@ func (o *controllerOptions) bind(fs *flag.FlagSet) {
 	fs.StringVar(&o.rootKeyFile, "root-key-file", "", "file with the base64 root key of the keystore (required)")
 	fs.StringVar(&o.region, "region", "local", "region used in the embedded engine's key ARNs")
 	fs.StringVar(&o.accountID, "account-id", "000000000000", "account id used in the embedded engine's key ARNs")
-	fs.Int64Var(&o.pageSize, "page-size", 1000, "Secrets listed and worked on per reconcile (bounds memory)")
+	fs.Int64Var(&o.pageSize, "page-size", 1000, "Secrets listed and worked on per reconcile")
+	fs.Int64Var(&o.listBudget, "list-budget-bytes", secretpage.DefaultBudget,
+		"most bytes of one Secret list response held; a larger page is listed again as metadata and its Secrets read one by one (at least 4194304)")
 	fs.IntVar(&o.maxRotations, "max-concurrent-rotations", 2, "KeyRotations worked on at the same time")
 	fs.BoolVar(&o.skipKeyNamespaces, "skip-key-namespace-check", false,
 		"use keys for any namespace's KeyRotations, without requiring their rekey.dev/namespaces tag to name it (not recommended)")
@@ -103,6 +107,12 @@ func runController(ctx context.Context, args []string, _ io.Reader, _, stderr io
 	o.bind(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if o.listBudget < secretpage.MinBudget {
+		return fmt.Errorf("%w: --list-budget-bytes %d is below %d: a page of one Secret must fit", errUsage, o.listBudget, secretpage.MinBudget)
+	}
+	if o.pageSize < 1 {
+		return fmt.Errorf("%w: --page-size %d: at least 1", errUsage, o.pageSize)
 	}
 	o.zap.DestWriter = stderr
 	// Always set a logger: controller-runtime's placeholder grows without bound.
@@ -185,6 +195,7 @@ func runController(ctx context.Context, args []string, _ io.Reader, _, stderr io
 		APIReader:           mgr.GetAPIReader(),
 		Recorder:            mgr.GetEventRecorder("rekey"),
 		PageSize:            o.pageSize,
+		ListBudget:          o.listBudget,
 		IgnoreKeyNamespaces: o.skipKeyNamespaces,
 		KeyServices: &controllers.KeyServiceFactory{
 			Embedded:         embeddedKS,

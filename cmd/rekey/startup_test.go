@@ -17,6 +17,7 @@ limitations under the License.
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -269,5 +270,23 @@ func TestGoMemoryLimit(t *testing.T) {
 	delete(env, "GOMEMLIMIT")
 	if got := goMemoryLimit(getenv, fstest.MapFS{}); got != 0 {
 		t.Fatalf("no cgroup limit, but the limit was changed to %d", got)
+	}
+}
+
+// Flags that would break the memory bound are refused before anything
+// starts, with the usage exit code.
+func TestControllerRefusesBadListFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"--list-budget-bytes", "1048576"}, "--list-budget-bytes 1048576 is below 4194304"},
+		{[]string{"--page-size", "0"}, "--page-size 0"},
+	} {
+		var stderr bytes.Buffer
+		code := run(context.Background(), append([]string{"controller"}, tc.args...), strings.NewReader(""), io.Discard, &stderr)
+		if code != 2 || !strings.Contains(stderr.String(), tc.msg) {
+			t.Errorf("%v: exit %d, stderr %q (want 2, %q)", tc.args, code, stderr.String(), tc.msg)
+		}
 	}
 }

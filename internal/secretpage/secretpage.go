@@ -1,0 +1,205 @@
+// Package secretpage reads a namespace's Secrets one page at a time within a
+// byte budget.
+//
+// A page is first asked for whole (every Secret with its data, one LIST).
+// The response is read through the budget: when it fits, the page comes
+// back with every Secret, and a rotation costs the apiserver one LIST share
+// and one UPDATE per Secret. When it does not (a namespace holding large
+// unrelated Secrets: Helm releases, certificates, bundles), reading stops at
+// the budget and the same page, by the same continue token, is listed again
+// as metadata only; the caller then reads the Secrets it wants one by one.
+// A metadata page over the budget (annotations can be 256 KiB per object) is
+// asked for again with half as many objects, down to one. So memory is
+// bounded by bytes, never by what a namespace holds, and ordinary
+// namespaces keep the cost of a plain LIST.
+package secretpage
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/client-go/rest"
+)
+
+// MinBudget is the smallest byte budget an operator should give: more than
+// any one Secret can weigh on the wire (etcd refuses objects over 1.5 MiB),
+// so a page of one object always fits. (A smaller one is taken, for tests.)
+const MinBudget = 4 << 20
+
+// DefaultBudget is the budget when none is given.
+const DefaultBudget = 8 << 20
+
+// Item is one listed Secret.
+type Item struct {
+	// Meta is the Secret's metadata, always present.
+	Meta metav1.PartialObjectMetadata
+	// Secret is the whole Secret, as listed, when the page fit the budget;
+	// nil when only metadata was listed: read it by name.
+	Secret *corev1.Secret
+}
+
+// Page is one page of a namespace's Secrets.
+type Page struct {
+	Items []Item
+	// Continue is the token of the next page ("" after the last).
+	Continue string
+	// Whole reports whether the Secrets came with their data.
+	Whole bool
+}
+
+// Request names a page.
+type Request struct {
+	Namespace string
+	Selector  labels.Selector
+	// Limit is the most Secrets in the page.
+	Limit int64
+	// Continue is the token of a previous page ("" for the first).
+	Continue string
+	// MetadataOnly skips the whole listing (counting needs no data).
+	MetadataOnly bool
+}
+
+// Lister lists pages of Secrets.
+type Lister interface {
+	Page(ctx context.Context, req Request) (*Page, error)
+}
+
+// ErrOverBudget is returned when even one object's metadata exceeds the
+// budget: it cannot happen with a budget of at least MinBudget.
+var ErrOverBudget = errors.New("one Secret's metadata exceeds the list byte budget")
+
+// APILister lists Secrets from the apiserver through a byte budget.
+type APILister struct {
+	rc     rest.Interface
+	dec    runtime.Decoder
+	budget int64
+}
+
+var (
+	scheme = runtime.NewScheme()
+	codecs = serializer.NewCodecFactory(scheme)
+)
+
+func init() {
+	metav1.AddToGroupVersion(scheme, schema.GroupVersion{Version: "v1"})
+	utilruntime.Must(metav1.AddMetaToScheme(scheme))
+	utilruntime.Must(corev1.AddToScheme(scheme))
+}
+
+const (
+	acceptWhole = "application/vnd.kubernetes.protobuf,application/json"
+	acceptMeta  = "application/vnd.kubernetes.protobuf;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1," +
+		"application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+)
+
+// NewAPILister builds a Lister on cfg and hc (the manager's); budget is the
+// most bytes of one response held (0: DefaultBudget).
+func NewAPILister(cfg *rest.Config, hc *http.Client, budget int64) (*APILister, error) {
+	switch {
+	case budget == 0:
+		budget = DefaultBudget
+	case budget < 0:
+		return nil, fmt.Errorf("list byte budget %d is negative", budget)
+	}
+	c := rest.CopyConfig(cfg)
+	c.APIPath = "/api"
+	c.GroupVersion = &corev1.SchemeGroupVersion
+	c.NegotiatedSerializer = codecs.WithoutConversion()
+	rc, err := rest.RESTClientForConfigAndClient(c, hc)
+	if err != nil {
+		return nil, err
+	}
+	return &APILister{rc: rc, dec: codecs.UniversalDeserializer(), budget: budget}, nil
+}
+
+// Page lists one page: whole when it fits the budget, metadata otherwise.
+func (l *APILister) Page(ctx context.Context, req Request) (*Page, error) {
+	if !req.MetadataOnly {
+		body, err := l.read(ctx, req, req.Limit, acceptWhole)
+		if err != nil {
+			return nil, err
+		}
+		if body != nil {
+			return l.whole(body)
+		}
+	}
+	for limit := req.Limit; ; limit = (limit + 1) / 2 {
+		body, err := l.read(ctx, req, limit, acceptMeta)
+		if err != nil {
+			return nil, err
+		}
+		if body != nil {
+			return l.metadata(body)
+		}
+		if limit <= 1 {
+			return nil, ErrOverBudget
+		}
+	}
+}
+
+// read asks for a page and reads its response through the budget: nil, nil
+// when the response is larger (reading stops there and the connection's
+// stream is closed, so the rest is never held).
+func (l *APILister) read(ctx context.Context, req Request, limit int64, accept string) ([]byte, error) {
+	r := l.rc.Get().Namespace(req.Namespace).Resource("secrets").
+		Param("limit", strconv.FormatInt(limit, 10)).
+		SetHeader("Accept", accept)
+	if req.Continue != "" {
+		r = r.Param("continue", req.Continue)
+	}
+	if req.Selector != nil && !req.Selector.Empty() {
+		r = r.Param("labelSelector", req.Selector.String())
+	}
+	rc, err := r.Stream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = rc.Close() }()
+	var buf bytes.Buffer
+	n, err := buf.ReadFrom(io.LimitReader(rc, l.budget+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading the Secret list: %w", err)
+	}
+	if n > l.budget {
+		return nil, nil
+	}
+	return buf.Bytes(), nil
+}
+
+func (l *APILister) whole(body []byte) (*Page, error) {
+	list := &corev1.SecretList{}
+	if _, _, err := l.dec.Decode(body, nil, list); err != nil {
+		return nil, fmt.Errorf("decoding the Secret list: %w", err)
+	}
+	p := &Page{Continue: list.Continue, Whole: true, Items: make([]Item, len(list.Items))}
+	for i := range list.Items {
+		s := &list.Items[i]
+		s.TypeMeta = metav1.TypeMeta{Kind: "Secret", APIVersion: "v1"}
+		p.Items[i] = Item{Meta: metav1.PartialObjectMetadata{TypeMeta: s.TypeMeta, ObjectMeta: s.ObjectMeta}, Secret: s}
+	}
+	return p, nil
+}
+
+func (l *APILister) metadata(body []byte) (*Page, error) {
+	list := &metav1.PartialObjectMetadataList{}
+	if _, _, err := l.dec.Decode(body, nil, list); err != nil {
+		return nil, fmt.Errorf("decoding the Secret metadata list: %w", err)
+	}
+	p := &Page{Continue: list.Continue, Items: make([]Item, len(list.Items))}
+	for i := range list.Items {
+		p.Items[i] = Item{Meta: list.Items[i]}
+	}
+	return p, nil
+}
