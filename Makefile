@@ -12,6 +12,11 @@ YEAR ?= 2026
 
 CONTAINER_TOOL ?= docker
 
+# VERSION is what `rekey version` and `rekey --version` print, stamped into
+# the binary and the image (the Dockerfile's VERSION argument).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+VERSION_LDFLAGS = -X main.version=$(VERSION)
+
 SHELL = /usr/bin/env bash -o pipefail
 .SHELLFLAGS = -ec
 
@@ -113,7 +118,7 @@ lint-fix: golangci-lint ## Run golangci-lint and apply its fixes.
 
 .PHONY: build
 build: manifests generate fmt vet ## Build the rekey binary into bin/rekey.
-	go build -o bin/rekey ./cmd/rekey
+	go build -ldflags "$(VERSION_LDFLAGS)" -o bin/rekey ./cmd/rekey
 
 ROOT_KEY_FILE ?= root.key
 KEYSTORE ?= k8s://rekey-system/rekey-keystore

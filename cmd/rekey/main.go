@@ -24,7 +24,7 @@ limitations under the License.
 //	rekey decrypt      decrypt a blob from stdin
 //	rekey reencrypt    re-encrypt a blob under another key or version
 //	rekey kms serve    serve the engine over the AWS KMS JSON protocol
-//	rekey version      print the version
+//	rekey version      print the version (also rekey --version)
 package main
 
 import (
@@ -35,12 +35,25 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"slices"
 	"syscall"
 )
 
-// version is stamped at build time with -ldflags "-X main.version=...".
+// version is stamped at build time with -ldflags "-X main.version=...": make
+// build and make docker-build stamp `git describe --tags --always --dirty`,
+// and so does the Dockerfile through its VERSION argument. An unstamped
+// binary reports the module version that go install recorded, else "dev".
 var version = "dev"
+
+// moduleVersion returns stamped unless it is the unstamped "dev" and the
+// build info holds a released module version (go install ...@v1.2.3).
+func moduleVersion(stamped string, info *debug.BuildInfo, ok bool) string {
+	if stamped != "dev" || !ok || info.Main.Version == "" || info.Main.Version == "(devel)" {
+		return stamped
+	}
+	return info.Main.Version
+}
 
 // command is one subcommand of rekey.
 type command struct {
@@ -71,6 +84,8 @@ func commands() map[string]command {
 var errUsage = errors.New("usage")
 
 func main() {
+	info, ok := debug.ReadBuildInfo()
+	version = moduleVersion(version, info, ok)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
@@ -79,6 +94,9 @@ func main() {
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	cmds := commands()
+	if len(args) > 0 && (args[0] == "--version" || args[0] == "-version") {
+		args = append([]string{"version"}, args[1:]...)
+	}
 	if len(args) == 0 || isHelp(args[0]) || args[0] == "help" {
 		usage(stderr, cmds)
 		if len(args) == 0 {
@@ -118,10 +136,17 @@ func usage(w io.Writer, cmds map[string]command) {
 	for _, n := range names {
 		fmt.Fprintf(w, "  %-12s %s\n", n, cmds[n].summary)
 	}
-	fmt.Fprintln(w, "\nRun 'rekey <command> -h' for a command's flags.")
+	fmt.Fprintln(w, "\nRun 'rekey <command> -h' for a command's flags; 'rekey --version' prints the version.")
 }
 
-func runVersion(_ context.Context, _ []string, _ io.Reader, stdout, _ io.Writer) error {
+func runVersion(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	fs := newFlagSet("version", stderr)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+	}
 	_, err := fmt.Fprintf(stdout, "rekey %s\n", version)
 	return err
 }
