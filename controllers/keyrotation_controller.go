@@ -79,6 +79,9 @@ type KeyRotationReconciler struct {
 	// failingSince remembers, per rotation, when transient failures in a
 	// row began (a display matter: Reconciling, then Stalled).
 	failingSince sync.Map // types.NamespacedName -> time.Time
+	// prefetched keeps, per rotation, the next page listed while the
+	// current one was written.
+	prefetched sync.Map // types.NamespacedName -> *prefetch
 }
 
 // KeyServiceSource is where the reconciler gets a rotation's key service.
@@ -157,6 +160,10 @@ func (r *KeyRotationReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	if r.beginRun(rn) && !kr.Spec.Paused {
 		return ctrl.Result{RequeueAfter: time.Millisecond}, nil
 	}
+	// A page listed ahead is of no use to a finished or paused run.
+	if finished(kr) || kr.Spec.Paused {
+		r.dropPrefetch(req.NamespacedName)
+	}
 	// 2. A finished run only re-verifies, read-only, on its schedule (paused
 	// or not: reading changes nothing). Its record stays as it is.
 	if finished(kr) {
@@ -214,6 +221,7 @@ func (r *KeyRotationReconciler) forget(key types.NamespacedName) {
 	metricSecretsRemaining.DeleteLabelValues(key.Namespace, key.Name)
 	metricSourceKeyBlobs.DeleteLabelValues(key.Namespace, key.Name)
 	r.failingSince.Delete(key)
+	r.dropPrefetch(key)
 	if r.KeyServices != nil {
 		r.KeyServices.Forget(key)
 	}

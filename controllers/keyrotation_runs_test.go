@@ -25,6 +25,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -1078,8 +1079,9 @@ func TestVerifyIntervalHasAFloor(t *testing.T) {
 // recordingPages records, for every page listed, whether it came whole.
 type recordingPages struct {
 	secretpage.Lister
-	mu    sync.Mutex
-	whole []bool
+	mu     sync.Mutex
+	whole  []bool
+	tokens map[string]int // continue token -> pages listed with it
 }
 
 func (p *recordingPages) Page(ctx context.Context, req secretpage.Request) (*secretpage.Page, error) {
@@ -1087,6 +1089,10 @@ func (p *recordingPages) Page(ctx context.Context, req secretpage.Request) (*sec
 	if err == nil && !req.MetadataOnly {
 		p.mu.Lock()
 		p.whole = append(p.whole, page.Whole)
+		if p.tokens == nil {
+			p.tokens = map[string]int{}
+		}
+		p.tokens[req.Continue]++
 		p.mu.Unlock()
 	}
 	return page, err
@@ -1129,8 +1135,52 @@ func TestPagesOverTheListBudgetAreReadOneByOne(t *testing.T) {
 	// app-000..004 and app-005..009 fit; app-010, app-011, helm-0..2 do not;
 	// helm-3 alone does.
 	got := slices.Clone(rec.whole[:4])
+	tokens := maps.Clone(rec.tokens)
 	rec.mu.Unlock()
 	if !slices.Equal(got, []bool{true, true, false, true}) {
 		t.Fatalf("rotation pages whole: %v", got)
 	}
+	// The rotation's pages after the first were listed while the one
+	// before was written, and used: every continue token is listed once
+	// (the rotation's and the verification's tokens differ), the first
+	// page twice (the rotation and the verification).
+	for token, n := range tokens {
+		if want := map[bool]int{true: 2, false: 1}[token == ""]; n != want {
+			t.Fatalf("continue token %q listed %d times (tokens %v)", token, n, tokens)
+		}
+	}
+	if n := strings.Count(f.logs.String(), `"prefetched": true`); n != 3 {
+		t.Fatalf("%d pages came from a prefetch, want 3", n)
+	}
+}
+
+// A page that stops part way is redone from its own listing, never from the
+// next page listed ahead of it: with the next page already prefetched, a
+// run stopped in its third page by a key service failure resumes with
+// every Secret rotated once and exact counts.
+func TestAPageRedoneAfterAStopIsNotReplacedByThePrefetch(t *testing.T) {
+	f := newFixture(t)
+	f.key("alias/old")
+	newKey := f.key("alias/new")
+	f.secrets(30, "alias/old", nil)
+	f.start(5)
+	var failed atomic.Bool
+	f.ks.setHook(func(call int, _ *kms.ReEncryptInput) error {
+		if call == 40 && failed.CompareAndSwap(false, true) { // inside the third page
+			return &kms.Error{Code: kms.CodeDisabled, Message: "injected: the key is disabled"}
+		}
+		return nil
+	})
+	f.rotation("r", nil)
+	kr := f.wait("r", "Succeeded", phaseIs(rekeyv1alpha1.PhaseSucceeded))
+	if !failed.Load() {
+		t.Fatal("the failure was not injected")
+	}
+	if kr.Status.Secrets != (rekeyv1alpha1.SecretCounts{Total: 30, Rotated: 30}) || kr.Status.Blobs != (rekeyv1alpha1.BlobCounts{Total: 90, Rotated: 90}) {
+		t.Fatalf("counts: %+v %+v", kr.Status.Secrets, kr.Status.Blobs)
+	}
+	if name, n := f.updates.max(); n != 1 {
+		t.Fatalf("Secret %s written %d times", name, n)
+	}
+	f.verify(newKey)
 }

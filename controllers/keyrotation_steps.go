@@ -379,7 +379,10 @@ func (r *KeyRotationReconciler) processPage(ctx context.Context, rn *run) (bool,
 	kr := rn.kr
 	st := &kr.Status
 	start := time.Now()
-	list, err := r.listPage(ctx, rn, st.Continue, false)
+	list, prefetched, err := r.takePrefetch(ctx, rn, st.Continue)
+	if !prefetched {
+		list, err = r.listPage(ctx, rn, st.Continue, false)
+	}
 	if apierrors.IsResourceExpired(err) {
 		// The continue token outlived etcd's compaction: list again from the
 		// start and count again; Secrets this run already rotated carry its
@@ -390,6 +393,10 @@ func (r *KeyRotationReconciler) processPage(ctx context.Context, rn *run) (bool,
 	}
 	if err != nil {
 		return false, asStepError(err, "listing Secrets")
+	}
+
+	if list.Continue != "" {
+		r.startPrefetch(ctx, rn, list.Continue)
 	}
 
 	pageCtx, cancel := context.WithCancel(ctx)
@@ -442,7 +449,7 @@ func (r *KeyRotationReconciler) processPage(ctx context.Context, rn *run) (bool,
 	}
 	metricSecretsRemaining.WithLabelValues(kr.Namespace, kr.Name).Set(float64(max(0, st.Secrets.Total-done(st.Secrets))))
 	st.Continue = list.Continue
-	logf.FromContext(ctx).V(1).Info("page done", "secrets", len(list.Items), "whole", list.Whole, "rotated", tally.secrets.Rotated,
+	logf.FromContext(ctx).V(1).Info("page done", "secrets", len(list.Items), "whole", list.Whole, "prefetched", prefetched, "rotated", tally.secrets.Rotated,
 		"took", time.Since(start).Round(time.Millisecond))
 	return list.Continue == "", nil
 }

@@ -1,0 +1,87 @@
+/*
+Copyright 2026 The rekey Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"context"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/rekey-dev/rekey/internal/secretpage"
+)
+
+// prefetchTimeout bounds the listing of a prefetched page.
+const prefetchTimeout = 30 * time.Second
+
+// prefetch is the next page of a run, listed while the current one is
+// written, so the apiserver is never idle between pages. It is a hint, not
+// a record: it is used only by the same rotation (UID), run and continue
+// token, and its Secrets are written with the resourceVersion listed, so a
+// Secret changed since is re-read on the conflict like any other.
+type prefetch struct {
+	uid, runID, token string
+	cancel            context.CancelFunc
+	done              chan struct{}
+	page              *secretpage.Page
+	err               error
+}
+
+// startPrefetch lists the page after token in the background and keeps it
+// for the next reconcile of the rotation (replacing any page kept before).
+func (r *KeyRotationReconciler) startPrefetch(ctx context.Context, rn *run, token string) {
+	// Its own deadline: the reconcile that starts it ends before it is used.
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), prefetchTimeout)
+	p := &prefetch{uid: string(rn.kr.UID), runID: rn.runID(), token: token, cancel: cancel, done: make(chan struct{})}
+	req := secretpage.Request{Namespace: rn.kr.Namespace, Selector: rn.selector, Limit: r.PageSize, Continue: token}
+	go func() {
+		defer close(p.done)
+		p.page, p.err = r.Pages.Page(pctx, req)
+	}()
+	if old, ok := r.prefetched.Swap(client.ObjectKeyFromObject(rn.kr), p); ok {
+		old.(*prefetch).cancel()
+	}
+}
+
+// takePrefetch returns the kept page of this rotation, run and token, or
+// nil; whatever was kept is dropped either way.
+func (r *KeyRotationReconciler) takePrefetch(ctx context.Context, rn *run, token string) (page *secretpage.Page, ok bool, err error) {
+	v, kept := r.prefetched.LoadAndDelete(client.ObjectKeyFromObject(rn.kr))
+	if !kept {
+		return nil, false, nil
+	}
+	p := v.(*prefetch)
+	defer p.cancel()
+	if p.uid != string(rn.kr.UID) || p.runID != rn.runID() || p.token != token || token == "" {
+		return nil, false, nil
+	}
+	select {
+	case <-p.done:
+		return p.page, true, p.err
+	case <-ctx.Done():
+		return nil, false, nil
+	}
+}
+
+// dropPrefetch forgets the kept page of a rotation (paused, finished,
+// deleted).
+func (r *KeyRotationReconciler) dropPrefetch(key types.NamespacedName) {
+	if v, ok := r.prefetched.LoadAndDelete(key); ok {
+		v.(*prefetch).cancel()
+	}
+}
