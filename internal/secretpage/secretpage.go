@@ -15,13 +15,13 @@
 package secretpage
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -85,6 +85,7 @@ type APILister struct {
 	rc     rest.Interface
 	dec    runtime.Decoder
 	budget int64
+	pool   sync.Pool // *[]byte, response buffers
 }
 
 var (
@@ -132,7 +133,9 @@ func (l *APILister) Page(ctx context.Context, req Request) (*Page, error) {
 			return nil, err
 		}
 		if body != nil {
-			return l.whole(body)
+			page, err := l.whole(body)
+			l.putBuffer(body)
+			return page, err
 		}
 	}
 	for limit := req.Limit; ; limit = (limit + 1) / 2 {
@@ -141,7 +144,9 @@ func (l *APILister) Page(ctx context.Context, req Request) (*Page, error) {
 			return nil, err
 		}
 		if body != nil {
-			return l.metadata(body)
+			page, err := l.metadata(body)
+			l.putBuffer(body)
+			return page, err
 		}
 		if limit <= 1 {
 			return nil, ErrOverBudget
@@ -149,9 +154,10 @@ func (l *APILister) Page(ctx context.Context, req Request) (*Page, error) {
 	}
 }
 
-// read asks for a page and reads its response through the budget: nil, nil
-// when the response is larger (reading stops there and the connection's
-// stream is closed, so the rest is never held).
+// read asks for a page and reads its response through the budget into a
+// pooled buffer (return it with putBuffer): nil, nil when the response is
+// larger (reading stops there and the stream is closed, so the rest is
+// never held).
 func (l *APILister) read(ctx context.Context, req Request, limit int64, accept string) ([]byte, error) {
 	r := l.rc.Get().Namespace(req.Namespace).Resource("secrets").
 		Param("limit", strconv.FormatInt(limit, 10)).
@@ -167,15 +173,44 @@ func (l *APILister) read(ctx context.Context, req Request, limit int64, accept s
 		return nil, err
 	}
 	defer func() { _ = rc.Close() }()
-	var buf bytes.Buffer
-	n, err := buf.ReadFrom(io.LimitReader(rc, l.budget+1))
-	if err != nil {
-		return nil, fmt.Errorf("reading the Secret list: %w", err)
+	buf := l.getBuffer()
+	for {
+		if len(buf) == cap(buf) {
+			if int64(len(buf)) > l.budget {
+				l.putBuffer(buf)
+				return nil, nil // over the budget: stop reading here
+			}
+			// Grow by doubling, never past budget+1 bytes: the buffer is
+			// bounded by the budget, not by the response.
+			grown := make([]byte, len(buf), min(max(2*cap(buf), 64<<10), int(l.budget)+1))
+			copy(grown, buf)
+			buf = grown
+		}
+		n, err := rc.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if errors.Is(err, io.EOF) {
+			return buf, nil
+		}
+		if err != nil {
+			l.putBuffer(buf)
+			return nil, fmt.Errorf("reading the Secret list: %w", err)
+		}
 	}
-	if n > l.budget {
-		return nil, nil
+}
+
+// getBuffer returns an empty buffer from the pool (kept between pages, so a
+// namespace's pages reuse one buffer instead of growing a new one each).
+func (l *APILister) getBuffer() []byte {
+	if b, ok := l.pool.Get().(*[]byte); ok {
+		return (*b)[:0]
 	}
-	return buf.Bytes(), nil
+	return nil
+}
+
+// putBuffer returns a buffer to the pool once nothing refers to it (the
+// decoders copy what they keep).
+func (l *APILister) putBuffer(b []byte) {
+	l.pool.Put(&b)
 }
 
 func (l *APILister) whole(body []byte) (*Page, error) {

@@ -149,7 +149,9 @@ func TestSmallSecretsComeWhole(t *testing.T) {
 	create(t, ns, "s", 25, 300, 0, nil)
 	l, m := lister(t, 1<<20)
 	pages := 0
+	var kept []Item
 	names := all(t, l, Request{Namespace: ns, Limit: 10}, func(p *Page) {
+		kept = append(kept, p.Items...)
 		pages++
 		if !p.Whole {
 			t.Fatalf("page %d not whole", pages)
@@ -165,6 +167,13 @@ func TestSmallSecretsComeWhole(t *testing.T) {
 	}
 	if reads := m.read(); len(reads) != 3 {
 		t.Fatalf("%d requests for 3 pages", len(reads))
+	}
+	// Response buffers are reused between pages: what a page returned must
+	// not share them.
+	for i, it := range kept {
+		if !bytes.Equal(it.Secret.Data["v"], bytes.Repeat([]byte{byte('a' + i%26)}, 300)) || it.Secret.Name != fmt.Sprintf("s-%02d", i) {
+			t.Fatalf("Secret %d changed after later pages were read: %s %q", i, it.Secret.Name, it.Secret.Data["v"][:8])
+		}
 	}
 }
 
