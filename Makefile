@@ -10,7 +10,10 @@ IMG ?= rekey:latest
 # YEAR is the year stamped into generated files' boilerplate headers.
 YEAR ?= 2026
 
-CONTAINER_TOOL ?= docker
+# CONTAINER_TOOL builds and runs images: docker when its daemon answers, else
+# podman (installed with runc from Debian's packages when missing, and run with
+# the settings in hack/containers.conf). Set it to docker or podman to choose.
+CONTAINER_TOOL ?= ./hack/container-tool.sh
 
 # VERSION is what `rekey version` and `rekey --version` print, stamped into
 # the binary and the image (the Dockerfile's VERSION argument).
@@ -135,9 +138,23 @@ KEYSTORE ?= k8s://rekey-system/rekey-keystore
 run: manifests generate fmt vet ## Run the controller from your host against ~/.kube/config (ROOT_KEY_FILE, KEYSTORE).
 	go run ./cmd/rekey controller --root-key-file "$(ROOT_KEY_FILE)" --keystore "$(KEYSTORE)"
 
+# IMAGE_FROM=host (the default) builds a static bin/image/rekey here and the
+# Dockerfile's "prebuilt" stage, which pulls no base image; IMAGE_FROM=source
+# is the multi-stage build, compiling in the golang image.
+IMAGE_FROM ?= host
+CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
 .PHONY: docker-build
-docker-build: ## Build the container image.
-	$(CONTAINER_TOOL) build -t ${IMG} .
+docker-build: ## Build the image IMG (FROM scratch: static rekey, CA bundle, user 65532); IMAGE_FROM=source compiles in a golang image.
+ifeq ($(IMAGE_FROM),source)
+	$(CONTAINER_TOOL) build --build-arg VERSION=$(VERSION) -t ${IMG} .
+else
+	mkdir -p bin/image
+	CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags "-s -w $(VERSION_LDFLAGS)" -o bin/image/rekey ./cmd/rekey
+	@[ -f "$(CA_BUNDLE)" ] || ./hack/apt-install.sh ca-certificates || \
+		{ echo "No CA bundle at $(CA_BUNDLE): set CA_BUNDLE, or build with IMAGE_FROM=source" >&2; exit 1; }
+	cp "$(CA_BUNDLE)" bin/image/ca-certificates.crt
+	$(CONTAINER_TOOL) build --target prebuilt --build-arg VERSION=$(VERSION) -t ${IMG} .
+endif
 
 .PHONY: docker-push
 docker-push: ## Push the container image.
