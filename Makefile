@@ -64,6 +64,27 @@ KUBEBUILDER_CONTROLPLANE_START_TIMEOUT ?= 60s
 test-conformance: ## Run the ReEncrypt conformance suite (rekey endpoint, local-kms, embedded) and print its table.
 	go test ./test/conformance/ -count=1 -v -run TestConformance
 
+# test-image skips, loudly, only where there is no container engine and none
+# can be installed (hack/container-tool.sh --ensure exits 3).
+TEST_IMAGE_ARGS ?=
+.PHONY: test-image
+test-image: envtest ## Build the image, run the operator from it against a local control plane until a rotation completes, and call its kms serve with the AWS SDK.
+	@if [ "$(CONTAINER_TOOL)" = ./hack/container-tool.sh ]; then \
+		rc=0; engine=$$(./hack/container-tool.sh --ensure) || rc=$$?; \
+		if [ $$rc -eq 3 ]; then \
+			printf '\n%s\n%s\n%s\n\n' '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!' \
+				'!!! make test-image SKIPPED: no container engine, and none can be installed (see above)' \
+				'!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!' >&2; \
+			exit 0; \
+		fi; \
+		[ $$rc -eq 0 ] || exit $$rc; \
+		echo "container engine: $$engine"; \
+	fi; \
+	$(MAKE) --no-print-directory docker-build VERSION="$(VERSION)"; \
+	KUBEBUILDER_ASSETS="$$("$(ENVTEST)" use -i -p path $(ENVTEST_K8S_VERSION))" \
+	KUBEBUILDER_CONTROLPLANE_START_TIMEOUT=$(KUBEBUILDER_CONTROLPLANE_START_TIMEOUT) \
+	go run ./hack/test-image -image "$(IMG)" -version "$(VERSION)" -engine "$(CONTAINER_TOOL)" $(TEST_IMAGE_ARGS)
+
 BENCH_N ?= 10000
 BENCH_NOISE ?= 10000
 BENCH_ARGS ?=
