@@ -211,9 +211,12 @@ uninstall: manifests kustomize ## Uninstall the CRD (ignore-not-found=true to ig
 deploy: build-installer ## Deploy the operator to the cluster of the current kubeconfig.
 	"$(KUBECTL)" apply -f dist/install.yaml
 
+# undeploy keeps the namespace rekey-system, which holds the keystore and the
+# root key (labelled rekey.dev/uninstall=keep; see docs/operations.md,
+# "Uninstall"). It needs no image, so it renders the bundle without writing dist/.
 .PHONY: undeploy
-undeploy: build-installer ## Remove the operator (ignore-not-found=true to ignore missing objects).
-	"$(KUBECTL)" delete --ignore-not-found=$(ignore-not-found) -f dist/install.yaml
+undeploy: kustomize ## Remove the operator, keeping namespace rekey-system and its keys (ignore-not-found=true to ignore missing objects).
+	"$(KUSTOMIZE)" build config/default | "$(KUBECTL)" delete --ignore-not-found=$(ignore-not-found) -l 'rekey.dev/uninstall!=keep' -f -
 
 ##@ Dependencies
 
