@@ -24,6 +24,7 @@ import (
 	"os"
 	"runtime/debug"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -31,11 +32,12 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	_ "k8s.io/client-go/plugin/pkg/client/auth"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	rekeyv1alpha1 "github.com/rekey-dev/rekey/api/v1alpha1"
 	"github.com/rekey-dev/rekey/controllers"
@@ -46,9 +48,23 @@ import (
 	"github.com/rekey-dev/rekey/internal/secretpage"
 )
 
+// leaderElectionID names the Lease the replicas elect their leader with
+// (the leader election Role in config/rbac is limited to it).
+const leaderElectionID = "rekey.dev-controller"
+
+// skipControllerNameValidation lets tests run several managers in one
+// process (controller names are checked process-wide).
+var skipControllerNameValidation bool
+
+// gracefulShutdown bounds how long the manager waits for reconciles to end
+// when stopped.
+const gracefulShutdown = 5 * time.Second
+
 // controllerOptions are the manager's flags.
 type controllerOptions struct {
 	metricsAddr          string
+	metricsSecure        bool
+	metricsCertDir       string
 	probeAddr            string
 	pprofAddr            string
 	enableLeaderElection bool
@@ -69,7 +85,11 @@ type controllerOptions struct {
 }
 
 func (o *controllerOptions) bind(fs *flag.FlagSet) {
-	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus /metrics endpoint; 0 disables it")
+	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8443", "address of the Prometheus /metrics endpoint; 0 disables it")
+	fs.BoolVar(&o.metricsSecure, "metrics-secure", true,
+		"serve /metrics over HTTPS to callers the apiserver authenticates (TokenReview) and authorises (SubjectAccessReview: get on /metrics); false serves plain HTTP with neither, on a loopback address only")
+	fs.StringVar(&o.metricsCertDir, "metrics-cert-dir", "",
+		"directory with tls.crt and tls.key for /metrics, reloaded when they change (default: a self-signed certificate made at start-up)")
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints; 0 disables them")
 	fs.StringVar(&o.pprofAddr, "pprof-bind-address", "0", "address of the net/http/pprof endpoints, for profiling; 0 disables them")
 	fs.BoolVar(&o.enableLeaderElection, "leader-elect", false, "elect a leader so that only one manager works at a time")
@@ -114,11 +134,15 @@ func runController(ctx context.Context, args []string, _ io.Reader, _, stderr io
 	if o.pageSize < 1 {
 		return fmt.Errorf("%w: --page-size %d: at least 1", errUsage, o.pageSize)
 	}
+	metricsOpts, err := o.metricsServerOptions(ctx)
+	if err != nil {
+		return err
+	}
 	o.zap.DestWriter = stderr
 	// Always set a logger: controller-runtime's placeholder grows without bound.
 	// (Only the first SetLogger in a process takes effect, so start-up logs
 	// through its own copy.)
-	logger := zap.New(zap.UseFlagOptions(&o.zap))
+	logger := quietCleanStop(ctx, zap.New(zap.UseFlagOptions(&o.zap)))
 	ctrl.SetLogger(logger)
 	log := logger.WithName("setup")
 	if limit := goMemoryLimit(os.Getenv, rootFS); limit > 0 {
@@ -174,13 +198,23 @@ func runController(ctx context.Context, args []string, _ io.Reader, _, stderr io
 	}
 
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
-		Scheme:                  newScheme(),
-		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr},
-		HealthProbeBindAddress:  o.probeAddr,
-		PprofBindAddress:        o.pprofAddr,
-		LeaderElection:          o.enableLeaderElection,
-		LeaderElectionID:        "rekey.dev-controller",
-		LeaderElectionNamespace: o.leaderElectionNS,
+		Scheme:                 newScheme(),
+		Logger:                 logger,
+		Metrics:                metricsOpts,
+		HealthProbeBindAddress: o.probeAddr,
+		PprofBindAddress:       o.pprofAddr,
+		LeaderElection:         o.enableLeaderElection,
+		LeaderElectionID:       leaderElectionID,
+		// Give the lease up when stopped (the process exits right after),
+		// so the next replica takes over at once instead of waiting for the
+		// lease to expire.
+		LeaderElectionReleaseOnCancel: true,
+		LeaderElectionNamespace:       o.leaderElectionNS,
+		// Well inside the pod's 10 s grace period, so that the lease is
+		// released before the kubelet kills the process. A page cut short is
+		// redone by the next leader (every Secret write is atomic).
+		GracefulShutdownTimeout: ptr.To(gracefulShutdown),
+		Controller:              config.Controller{SkipNameValidation: &skipControllerNameValidation},
 		Client: client.Options{
 			// Secret data is never cached: every Secret read goes to the apiserver.
 			Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}},
@@ -206,6 +240,9 @@ func runController(ctx context.Context, args []string, _ io.Reader, _, stderr io
 	}
 	if err := rec.SetupWithManager(mgr, o.maxRotations); err != nil {
 		return fmt.Errorf("setting up the KeyRotation controller: %w", err)
+	}
+	if err := (&controllers.ConditionMetricsReconciler{}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the condition metrics: %w", err)
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return fmt.Errorf("health check: %w", err)

@@ -324,34 +324,41 @@ func serveUntilDone(ctx context.Context, srv *awsapi.HTTPServer, ln net.Listener
 // requireLoopback refuses a listen address that is not loopback: plain
 // HTTP would carry signed requests, plaintexts and data keys in the clear.
 func requireLoopback(ctx context.Context, listen string) error {
-	host, _, err := net.SplitHostPort(listen)
+	ok, err := loopbackListen(ctx, listen)
 	if err != nil {
 		return fmt.Errorf("%w: --listen %s: %w", errUsage, listen, err)
 	}
-	refuse := fmt.Errorf("%w: --listen %s is not a loopback address: plain HTTP is only served on loopback; "+
-		"give --tls-cert-file and --tls-key-file", errUsage, listen)
+	if !ok {
+		return fmt.Errorf("%w: --listen %s is not a loopback address: plain HTTP is only served on loopback; "+
+			"give --tls-cert-file and --tls-key-file", errUsage, listen)
+	}
+	return nil
+}
+
+// loopbackListen says whether a listen address (host:port) is on loopback
+// only: an empty host (every interface) is not; a name is, when every
+// address it resolves to is.
+func loopbackListen(ctx context.Context, listen string) (bool, error) {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return false, err
+	}
 	if host == "" {
-		return refuse
+		return false, nil
 	}
 	if ip, err := netip.ParseAddr(host); err == nil {
-		if !ip.IsLoopback() {
-			return refuse
-		}
-		return nil
+		return ip.IsLoopback(), nil
 	}
 	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
 	if err != nil {
-		return fmt.Errorf("%w: --listen %s: %w", errUsage, listen, err)
-	}
-	if len(ips) == 0 {
-		return refuse
+		return false, err
 	}
 	for _, ip := range ips {
 		if !ip.IsLoopback() {
-			return refuse
+			return false, nil
 		}
 	}
-	return nil
+	return len(ips) > 0, nil
 }
 
 func isLoopback(a net.Addr) bool {

@@ -735,7 +735,8 @@ func (b *bench) controller(name string) (*harness.Process, string, error) {
 	metrics, probes := fmt.Sprintf("127.0.0.1:%d", mport), fmt.Sprintf("127.0.0.1:%d", pport)
 	cmd := b.cp.Command(b.rekeyBin, "controller",
 		"--keystore", keystoreRef, "--root-key-file", b.rootKey,
-		"--metrics-bind-address", metrics, "--health-probe-bind-address", probes, "--pprof-bind-address", b.pprofFor(name),
+		// Plain HTTP on loopback: the benchmark reads the heap from /metrics.
+		"--metrics-bind-address", metrics, "--metrics-secure=false", "--health-probe-bind-address", probes, "--pprof-bind-address", b.pprofFor(name),
 		"--page-size", strconv.Itoa(b.c.pageSize), "--kube-api-qps", fmt.Sprint(b.c.qps), "--kube-api-burst", fmt.Sprint(int(2*b.c.qps)))
 	if b.c.gomemlimit != "" {
 		cmd.Env = append(cmd.Env, "GOMEMLIMIT="+b.c.gomemlimit) // the last one wins over an inherited one
