@@ -46,12 +46,12 @@ func (c *cli) keystoreBytes() []byte {
 	return b
 }
 
-// TestFinding10RollbackByCopy is finding 10 from the command line: an older
-// keys.rks copied over the live one used to re-enable a disabled key, and the
-// next rotation made a different "version 2", losing every blob under the
+// TestRollbackByCopyRefused, from the command line: an older keys.rks
+// copied over the live one used to re-enable a disabled key, and the next
+// rotation made a different "version 2", losing every blob under the
 // first. Now every command refuses it and writes nothing, and the backups
 // put the right state back.
-func TestFinding10RollbackByCopy(t *testing.T) {
+func TestRollbackByCopyRefused(t *testing.T) {
 	c := newCLI(t)
 	c.ok("", "key", "create", "--alias", "alias/app")
 	old := filepath.Join(c.dir, "old.rks")

@@ -25,7 +25,8 @@ import (
 	"testing"
 )
 
-// TestBlobLayout pins the wire format of DESIGN §2 byte by byte.
+// TestBlobLayout pins the wire format (docs/kms.md, "Ciphertext blob, format
+// version 1") byte by byte.
 func TestBlobLayout(t *testing.T) {
 	e, _ := newTestEngine(t, Options{})
 	k := mustKey(t, e, "")

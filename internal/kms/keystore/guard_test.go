@@ -245,7 +245,7 @@ func TestGenerationCountsWrites(t *testing.T) {
 	}
 }
 
-// TestRollbackRefused is finding 10: an older copy of the keystore put back
+// TestRollbackRefused: an older copy of the keystore put back
 // in place of the live one is refused by a running engine and, through the
 // record beside the keystore, after a restart; nothing is written over it.
 func TestRollbackRefused(t *testing.T) {
@@ -326,7 +326,7 @@ func TestWholeRollback(t *testing.T) {
 	}
 }
 
-// TestForeignKeystoreRefused is finding 10's swap: a keystore made elsewhere
+// TestForeignKeystoreRefused: a keystore made elsewhere
 // under the same root key is refused in place of the real one.
 func TestForeignKeystoreRefused(t *testing.T) {
 	ctx := context.Background()
