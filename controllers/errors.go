@@ -26,6 +26,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	"github.com/rekey-dev/rekey/internal/kms"
+	"github.com/rekey-dev/rekey/internal/secretpage"
 )
 
 // The controller's error taxonomy. Every error a step returns is one of:
@@ -138,7 +139,8 @@ func classify(err error) (class, string) {
 	if errors.As(err, &we) {
 		return classRetry, we.Reason
 	}
-	if isNetworkError(err) {
+	var re *secretpage.ReadError
+	if isNetworkError(err) || errors.As(err, &re) {
 		return classRetry, "APIServerUnavailable"
 	}
 	return classStopRun, ReasonUnexpectedError

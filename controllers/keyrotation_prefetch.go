@@ -20,6 +20,7 @@ import (
 	"context"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -72,6 +73,12 @@ func (r *KeyRotationReconciler) takePrefetch(ctx context.Context, rn *run, token
 	}
 	select {
 	case <-p.done:
+		// A failed prefetch (a stream reset, its own deadline) says nothing
+		// about a fresh listing, which is tried instead; only an expired
+		// continue token is the same answer either way.
+		if p.err != nil && !apierrors.IsResourceExpired(p.err) {
+			return nil, false, nil
+		}
 		return p.page, true, p.err
 	case <-ctx.Done():
 		return nil, false, nil

@@ -25,6 +25,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"io"
 	"maps"
 	"net"
 	"net/http"
@@ -875,6 +876,7 @@ func TestClassify(t *testing.T) {
 		{apierrors.NewRequestEntityTooLargeError("big"), classFailBlob},
 		{context.DeadlineExceeded, classRetry},
 		{&net.OpError{Op: "dial", Err: fmt.Errorf("refused")}, classRetry},
+		{fmt.Errorf("listing: %w", &secretpage.ReadError{Err: io.ErrUnexpectedEOF}), classRetry},
 		{fmt.Errorf("something nobody expected"), classStopRun},
 	}
 	for _, c := range cases {

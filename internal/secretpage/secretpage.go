@@ -96,6 +96,14 @@ type Lister interface {
 // budget: it cannot happen with a budget of at least MinBudget.
 var ErrOverBudget = errors.New("one Secret's metadata exceeds the list byte budget")
 
+// ReadError is a list response that could not be read or decoded whole
+// (a connection cut mid-body, a stream reset, an answer of another kind):
+// worth asking again, never a page.
+type ReadError struct{ Err error }
+
+func (e *ReadError) Error() string { return e.Err.Error() }
+func (e *ReadError) Unwrap() error { return e.Err }
+
 // APILister lists Secrets from the apiserver through a byte budget.
 type APILister struct {
 	rc     rest.Interface
@@ -209,7 +217,7 @@ func (l *APILister) read(ctx context.Context, req Request, limit int64, accept s
 		}
 		if err != nil {
 			l.putBuffer(buf)
-			return nil, fmt.Errorf("reading the Secret list: %w", err)
+			return nil, &ReadError{Err: fmt.Errorf("reading the Secret list: %w", err)}
 		}
 	}
 }
@@ -229,10 +237,24 @@ func (l *APILister) putBuffer(b []byte) {
 	l.pool.Put(&b)
 }
 
+// decode decodes a list response into list. A response of another kind
+// leaves list untouched (the decoder returns a new object instead), which
+// would read as an empty, final page: every apiserver list carries a
+// resourceVersion, so a list without one is refused.
+func (l *APILister) decode(body []byte, list runtime.Object, rv func() string) error {
+	if _, _, err := l.dec.Decode(body, nil, list); err != nil {
+		return &ReadError{Err: fmt.Errorf("decoding the list: %w", err)}
+	}
+	if rv() == "" {
+		return &ReadError{Err: errors.New("the answer is not the list asked for, or has no resourceVersion")}
+	}
+	return nil
+}
+
 func (l *APILister) whole(body []byte) (*Page, error) {
 	list := &corev1.SecretList{}
-	if _, _, err := l.dec.Decode(body, nil, list); err != nil {
-		return nil, fmt.Errorf("decoding the Secret list: %w", err)
+	if err := l.decode(body, list, list.GetResourceVersion); err != nil {
+		return nil, err
 	}
 	p := &Page{Continue: list.Continue, Whole: true, Items: make([]Item, len(list.Items))}
 	for i := range list.Items {
@@ -245,8 +267,8 @@ func (l *APILister) whole(body []byte) (*Page, error) {
 
 func (l *APILister) metadata(body []byte) (*Page, error) {
 	list := &metav1.PartialObjectMetadataList{}
-	if _, _, err := l.dec.Decode(body, nil, list); err != nil {
-		return nil, fmt.Errorf("decoding the Secret metadata list: %w", err)
+	if err := l.decode(body, list, list.GetResourceVersion); err != nil {
+		return nil, err
 	}
 	p := &Page{Continue: list.Continue, Items: make([]Item, len(list.Items))}
 	for i := range list.Items {

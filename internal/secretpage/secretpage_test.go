@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"slices"
 	"strings"
@@ -286,5 +287,52 @@ func TestSelectorAndErrors(t *testing.T) {
 	}
 	if _, err := NewAPILister(env.Config, http.DefaultClient, -1); err == nil {
 		t.Fatal("a negative budget was taken")
+	}
+}
+
+// An answer of the wrong kind, or a list without a resourceVersion, is a
+// ReadError, never an empty, final page (which would end a run early).
+func TestAnswersOfTheWrongKindAreErrors(t *testing.T) {
+	bodies := map[string]string{
+		"empty object":               `{}`,
+		"a Status":                   `{"kind":"Status","apiVersion":"v1","status":"Success"}`,
+		"a SecretList for metadata":  `{"kind":"SecretList","apiVersion":"v1","metadata":{"resourceVersion":"5"},"items":[]}`,
+		"a list with no version":     `{"kind":"PartialObjectMetadataList","apiVersion":"meta.k8s.io/v1","metadata":{},"items":[]}`,
+		"a metadata list for whole":  `{"kind":"PartialObjectMetadataList","apiVersion":"meta.k8s.io/v1","metadata":{"resourceVersion":"5"},"items":[]}`,
+		"a body cut short":           `{"kind":"SecretList","apiVersion":"v1","metadata":{"resourceVersion":"5"},"items":[{"metadata":{"name":"a"`,
+		"a Secret list, no version":  `{"kind":"SecretList","apiVersion":"v1","metadata":{},"items":[]}`,
+		"an unknown kind":            `{"kind":"ConfigMapList","apiVersion":"v1","metadata":{"resourceVersion":"5"},"items":[]}`,
+		"not JSON at all":            `<html>proxy error</html>`,
+		"a list of the wrong group":  `{"kind":"SecretList","apiVersion":"example.com/v1","metadata":{"resourceVersion":"5"},"items":[]}`,
+		"a whole list with no items": `{"kind":"SecretList","apiVersion":"v1"}`,
+	}
+	for name, body := range bodies {
+		t.Run(name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				_, _ = io.WriteString(w, body)
+			}))
+			defer srv.Close()
+			l, err := NewAPILister(&rest.Config{Host: srv.URL}, srv.Client(), 1<<20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, metadataOnly := range []bool{false, true} {
+				p, err := l.Page(context.Background(), Request{Namespace: "ns", Limit: 10, MetadataOnly: metadataOnly})
+				var re *ReadError
+				// A SecretList is the right answer to a whole request, a
+				// metadata list to a metadata one.
+				ok := (name == "a SecretList for metadata" && !metadataOnly) || (name == "a metadata list for whole" && metadataOnly)
+				if ok {
+					if err != nil {
+						t.Fatalf("metadata only %v: %v", metadataOnly, err)
+					}
+					continue
+				}
+				if !errors.As(err, &re) || p != nil {
+					t.Fatalf("metadata only %v: page %+v, error %v (%T), want a ReadError", metadataOnly, p, err, err)
+				}
+			}
+		})
 	}
 }
