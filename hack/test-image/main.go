@@ -23,26 +23,31 @@ limitations under the License.
 //   - The keystore is created and two keys are made by the image's own CLI.
 //   - The operator runs from the image on the host network with the
 //     kubeconfig and the root key mounted read-only (the key root:65532, mode
-//     0440, as a Secret volume with fsGroup 65532 mounts it), with a memory
-//     limit, leader election and its probes on 127.0.0.1. A KeyRotation over
-//     annotated Secrets must end Succeeded, every value decrypting under the
-//     new key to what was written, and the operator must stop cleanly.
+//     0440, as a Secret volume with fsGroup 65532 mounts it), a read-only
+//     root file system and a memory limit, as the Deployment runs it, with
+//     leader election, and its probes and metrics on 127.0.0.1. A KeyRotation
+//     over annotated Secrets must end Succeeded, every value decrypting under
+//     the new key to what was written; /metrics must refuse a request without
+//     a token and serve one from a ServiceAccount allowed to read it; and the
+//     operator must stop cleanly.
 //   - `rekey kms serve` runs from the same image on 127.0.0.1, over the same
 //     keystore, and the AWS SDK's KMS client calls it: ListKeys, DescribeKey,
 //     Encrypt, Decrypt and ReEncrypt, checked against the engine in this
 //     process.
 //
 // The engine is CONTAINER_TOOL (hack/container-tool.sh: docker, else podman).
-// It needs root, to give the mounted files to the image's user as a kubelet
+// It needs root, to give the mounted files to the image's group as a kubelet
 // would. Containers, files and the control plane are removed at the end.
 package main
 
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -57,7 +62,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -264,10 +271,14 @@ func testOperator(ctx context.Context, r *rig) error {
 	if err != nil {
 		return err
 	}
-	step("Starting the operator from the image (host network, 256 MiB memory limit, probes on 127.0.0.1:%d)", probe)
+	metrics, err := freePort()
+	if err != nil {
+		return err
+	}
+	step("Starting the operator from the image (host network, read-only root, 256 MiB memory limit; probes on 127.0.0.1:%d, metrics on 127.0.0.1:%d)", probe, metrics)
 	controller := r.e.prefix + "-controller"
-	if err := r.start(controller, []string{"--memory", "256m"}, "controller", "--leader-elect", "--leader-election-namespace", opNamespace,
-		"--metrics-bind-address", "0", "--health-probe-bind-address", "127.0.0.1:"+strconv.Itoa(probe)); err != nil {
+	if err := r.start(controller, []string{"--read-only", "--memory", "256m"}, "controller", "--leader-elect", "--leader-election-namespace", opNamespace,
+		"--metrics-bind-address", "127.0.0.1:"+strconv.Itoa(metrics), "--health-probe-bind-address", "127.0.0.1:"+strconv.Itoa(probe)); err != nil {
 		return err
 	}
 	if err := waitReady(ctx, r.e, controller, fmt.Sprintf("http://127.0.0.1:%d/readyz", probe)); err != nil {
@@ -285,6 +296,11 @@ func testOperator(ctx context.Context, r *rig) error {
 		return fmt.Errorf("the rotation ended %s: %+v", kr.Status.Phase, kr.Status.Failures)
 	}
 	if err := verify(ctx, r.c, r.kms, r.written); err != nil {
+		return err
+	}
+
+	step("Reading /metrics over HTTPS, with and without a token the apiserver accepts")
+	if err := checkMetrics(ctx, r.c, fmt.Sprintf("https://127.0.0.1:%d/metrics", metrics)); err != nil {
 		return err
 	}
 
@@ -312,9 +328,9 @@ func testKMSServe(ctx context.Context, r *rig) error {
 	if err != nil {
 		return err
 	}
-	step("Starting rekey kms serve from the image on 127.0.0.1:%d, over the same keystore", port)
+	step("Starting rekey kms serve from the image on 127.0.0.1:%d (read-only root), over the same keystore", port)
 	server := r.e.prefix + "-kms"
-	if err := r.start(server, nil, "kms", "serve", "--listen", "127.0.0.1:"+strconv.Itoa(port),
+	if err := r.start(server, []string{"--read-only"}, "kms", "serve", "--listen", "127.0.0.1:"+strconv.Itoa(port),
 		"--credentials-file", mountDir+"/credentials"); err != nil {
 		return err
 	}
@@ -501,6 +517,67 @@ func waitReady(ctx context.Context, e *engine, name, url string) error {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// checkMetrics reads the operator's /metrics (HTTPS, self-signed): refused
+// without a token, served to a ServiceAccount allowed to get /metrics.
+func checkMetrics(ctx context.Context, c client.Client, url string) error {
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // the operator's self-signed certificate
+	get := func(token string) (int, string, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return 0, "", err
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			return 0, "", err
+		}
+		defer func() { _ = resp.Body.Close() }()
+		b, err := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b), err
+	}
+	code, _, err := get("")
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", url, err)
+	}
+	if code != http.StatusUnauthorized && code != http.StatusForbidden {
+		return fmt.Errorf("GET %s without a token: %d, want 401 or 403", url, code)
+	}
+	fmt.Printf("    without a token: %d\n", code)
+
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "metrics-scraper", Namespace: opNamespace}}
+	role := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "rekey-test-image-metrics"},
+		Rules: []rbacv1.PolicyRule{{NonResourceURLs: []string{"/metrics"}, Verbs: []string{"get"}}}}
+	binding := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "rekey-test-image-metrics"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: sa.Name, Namespace: sa.Namespace}}}
+	for _, o := range []client.Object{sa, role, binding} {
+		if err := c.Create(ctx, o); err != nil {
+			return err
+		}
+	}
+	tr := &authenticationv1.TokenRequest{}
+	if err := c.SubResource("token").Create(ctx, sa, tr); err != nil {
+		return fmt.Errorf("requesting a token for %s: %w", sa.Name, err)
+	}
+	code, body, err := get(tr.Status.Token)
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", url, err)
+	}
+	if code != http.StatusOK {
+		return fmt.Errorf("GET %s as %s: %d, want 200: %s", url, sa.Name, code, body)
+	}
+	for _, want := range []string{"rekey_blobs_reencrypted_total", "rekey_keyrotation_status_condition"} {
+		if !strings.Contains(body, want) {
+			return fmt.Errorf("GET %s: no %s in:\n%s", url, want, body)
+		}
+	}
+	fmt.Printf("    as ServiceAccount %s/%s (allowed get /metrics): 200, with rekey's metrics\n", sa.Namespace, sa.Name)
+	return nil
 }
 
 // value is one blob written, with the plaintext it holds.
