@@ -73,12 +73,14 @@ type fixture struct {
 	// failStatusPatches makes the next N status patches that record a
 	// failure fail.
 	failStatusPatches atomic.Int32
-	t                 *testing.T
-	ns                string
-	engine            *kms.Engine
-	ks                *hookedKeyService
-	logs              *syncBuffer
-	updates           *updateCounter
+	// rec is the running reconciler, once started.
+	rec     *KeyRotationReconciler
+	t       *testing.T
+	ns      string
+	engine  *kms.Engine
+	ks      *hookedKeyService
+	logs    *syncBuffer
+	updates *updateCounter
 	// plaintexts the test wrote, by "secret/key", to verify against.
 	plaintexts map[string]string
 	contexts   map[string]map[string]string
@@ -219,6 +221,7 @@ func (f *fixture) start(pageSize int64) func() {
 		PageSize:          pageSize,
 		KeyServices:       f.keyServices,
 	}
+	f.rec = r
 	f.cache = mgr.GetCache()
 	if err := r.SetupWithManager(mgr, 1); err != nil {
 		f.t.Fatal(err)

@@ -80,8 +80,9 @@ type KeyRotationReconciler struct {
 	// row began (a display matter: Reconciling, then Stalled).
 	failingSince sync.Map // types.NamespacedName -> time.Time
 	// prefetched keeps, per rotation, the next page listed while the
-	// current one was written.
-	prefetched sync.Map // types.NamespacedName -> *prefetch
+	// current one was written; prefetchSlots bounds how many.
+	prefetched    sync.Map // types.NamespacedName -> *prefetch
+	prefetchSlots chan struct{}
 }
 
 // KeyServiceSource is where the reconciler gets a rotation's key service.
@@ -102,6 +103,7 @@ func (r *KeyRotationReconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrent
 	if r.Clock == nil {
 		r.Clock = time.Now
 	}
+	r.prefetchSlots = make(chan struct{}, max(maxConcurrentRotations, 1))
 	if r.Pages == nil {
 		pages, err := secretpage.NewAPILister(mgr.GetConfig(), mgr.GetHTTPClient(), r.ListBudget)
 		if err != nil {
@@ -146,6 +148,11 @@ func (r *KeyRotationReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	orig := kr.DeepCopy()
 	rn := &run{kr: kr}
 	defer func() {
+		if !rn.committedPage {
+			// A page listed ahead serves only the reconcile after a
+			// committed page; a stalled, paused or finished run holds none.
+			r.dropPrefetch(req.NamespacedName)
+		}
 		result, retErr = r.summarize(rn, result, retErr)
 		if err := r.patchStatus(ctx, orig, kr); err != nil {
 			retErr = kerrors.NewAggregate([]error{retErr, err})
@@ -159,10 +166,6 @@ func (r *KeyRotationReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	// Secret is written with it.
 	if r.beginRun(rn) && !kr.Spec.Paused {
 		return ctrl.Result{RequeueAfter: time.Millisecond}, nil
-	}
-	// A page listed ahead is of no use to a finished or paused run.
-	if finished(kr) || kr.Spec.Paused {
-		r.dropPrefetch(req.NamespacedName)
 	}
 	// 2. A finished run only re-verifies, read-only, on its schedule (paused
 	// or not: reading changes nothing). Its record stays as it is.

@@ -18,6 +18,7 @@ package controllers
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -35,27 +36,39 @@ const prefetchTimeout = 30 * time.Second
 // a record: it is used only by the same rotation (UID), run and continue
 // token, and its Secrets are written with the resourceVersion listed, so a
 // Secret changed since is re-read on the conflict like any other.
+//
+// It is kept only from a committed page to the rotation's next reconcile
+// (a reconcile that commits no page drops it), and at most as many are
+// kept as rotations reconcile at once (a slot each; with none free, no
+// prefetch): memory holds at most two pages per concurrent rotation.
 type prefetch struct {
 	uid, runID, token string
-	cancel            context.CancelFunc
 	done              chan struct{}
 	page              *secretpage.Page
 	err               error
+	release           func() // cancels the listing and frees the slot, once
 }
 
-// startPrefetch lists the page after token in the background and keeps it
-// for the next reconcile of the rotation (replacing any page kept before).
+// startPrefetch lists the page after token in the background, when a slot
+// is free, and keeps it for the next reconcile of the rotation.
 func (r *KeyRotationReconciler) startPrefetch(ctx context.Context, rn *run, token string) {
+	select {
+	case r.prefetchSlots <- struct{}{}:
+	default:
+		return // as many pages are kept as rotations run at once
+	}
 	// Its own deadline: the reconcile that starts it ends before it is used.
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), prefetchTimeout)
-	p := &prefetch{uid: string(rn.kr.UID), runID: rn.runID(), token: token, cancel: cancel, done: make(chan struct{})}
+	var once sync.Once
+	p := &prefetch{uid: string(rn.kr.UID), runID: rn.runID(), token: token, done: make(chan struct{}),
+		release: func() { once.Do(func() { cancel(); <-r.prefetchSlots }) }}
 	req := secretpage.Request{Namespace: rn.kr.Namespace, Selector: rn.selector, Limit: r.PageSize, Continue: token}
 	go func() {
 		defer close(p.done)
 		p.page, p.err = r.Pages.Page(pctx, req)
 	}()
 	if old, ok := r.prefetched.Swap(client.ObjectKeyFromObject(rn.kr), p); ok {
-		old.(*prefetch).cancel()
+		old.(*prefetch).release()
 	}
 }
 
@@ -67,7 +80,7 @@ func (r *KeyRotationReconciler) takePrefetch(ctx context.Context, rn *run, token
 		return nil, false, nil
 	}
 	p := v.(*prefetch)
-	defer p.cancel()
+	defer p.release()
 	if p.uid != string(rn.kr.UID) || p.runID != rn.runID() || p.token != token || token == "" {
 		return nil, false, nil
 	}
@@ -85,10 +98,9 @@ func (r *KeyRotationReconciler) takePrefetch(ctx context.Context, rn *run, token
 	}
 }
 
-// dropPrefetch forgets the kept page of a rotation (paused, finished,
-// deleted).
+// dropPrefetch forgets the kept page of a rotation.
 func (r *KeyRotationReconciler) dropPrefetch(key types.NamespacedName) {
 	if v, ok := r.prefetched.LoadAndDelete(key); ok {
-		v.(*prefetch).cancel()
+		v.(*prefetch).release()
 	}
 }

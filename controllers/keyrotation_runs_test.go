@@ -1186,3 +1186,74 @@ func TestAPageRedoneAfterAStopIsNotReplacedByThePrefetch(t *testing.T) {
 	}
 	f.verify(newKey)
 }
+
+// kept counts the pages listed ahead and kept by the reconciler.
+func (f *fixture) kept() int {
+	n := 0
+	f.rec.prefetched.Range(func(_, _ any) bool { n++; return true })
+	return n
+}
+
+// Pages listed ahead cannot pin the operator's memory: no more are kept
+// than rotations reconcile at once (one here, for three rotations taking
+// turns), and a run that stops without committing a page keeps none (a
+// tenant's spec edit that stalls the new run in its first step).
+func TestPagesListedAheadAreBounded(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	f.key("alias/old")
+	f.key("alias/new")
+	f.secrets(15, "alias/old", nil)
+	var most atomic.Int32
+	f.ks.setHook(func(int, *kms.ReEncryptInput) error {
+		if n := int32(f.kept()); n > most.Load() {
+			most.Store(n)
+		}
+		return nil
+	})
+	f.start(5)
+	for _, name := range []string{"a", "b", "c"} {
+		f.rotation(name, func(kr *rekeyv1alpha1.KeyRotation) { kr.Spec.DryRun = true; kr.Spec.MaxConcurrency = 1 })
+	}
+	for _, name := range []string{"a", "b", "c"} {
+		f.wait(name, "finished", finishedRun)
+	}
+	if most.Load() != 1 {
+		t.Fatalf("at most %d pages were kept ahead for 3 rotations on 1 worker, want 1", most.Load())
+	}
+
+	// A spec edit mid-page: the page is not committed, and the new run
+	// stalls before listing anything.
+	var edited atomic.Bool
+	f.ks.setHook(func(call int, _ *kms.ReEncryptInput) error {
+		if call > 5 && edited.CompareAndSwap(false, true) { // in the second page
+			kr := &rekeyv1alpha1.KeyRotation{}
+			if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: "d"}, kr); err != nil {
+				return err
+			}
+			kr.Spec.SecretSelector = &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "team", Operator: metav1.LabelSelectorOpIn}}}
+			if err := k8sClient.Update(ctx, kr); err != nil {
+				return err
+			}
+			// The controller sees the edit before its next Secret.
+			for {
+				live := &rekeyv1alpha1.KeyRotation{}
+				if err := f.cache.Get(ctx, client.ObjectKeyFromObject(kr), live); err == nil && live.Generation == kr.Generation {
+					return nil
+				}
+			}
+		}
+		return nil
+	})
+	f.rotation("d", func(kr *rekeyv1alpha1.KeyRotation) { kr.Spec.MaxConcurrency = 1 })
+	f.wait("d", "stalled", phaseIs(rekeyv1alpha1.PhaseStalled))
+	if !edited.Load() {
+		t.Fatal("the spec was not edited mid-run")
+	}
+	if n := f.kept(); n != 0 {
+		t.Fatalf("a stalled run keeps %d pages listed ahead", n)
+	}
+	if n := len(f.rec.prefetchSlots); n != 0 {
+		t.Fatalf("%d prefetch slots held with no page kept", n)
+	}
+}

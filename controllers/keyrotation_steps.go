@@ -50,6 +50,9 @@ type run struct {
 	dest        string
 
 	events []pendingEvent
+	// committedPage is set when the reconcile committed a page (its page
+	// listed ahead, if any, is kept for the next one).
+	committedPage bool
 }
 
 type pendingEvent struct {
@@ -449,6 +452,7 @@ func (r *KeyRotationReconciler) processPage(ctx context.Context, rn *run) (bool,
 	}
 	metricSecretsRemaining.WithLabelValues(kr.Namespace, kr.Name).Set(float64(max(0, st.Secrets.Total-done(st.Secrets))))
 	st.Continue = list.Continue
+	rn.committedPage = true
 	logf.FromContext(ctx).V(1).Info("page done", "secrets", len(list.Items), "whole", list.Whole, "prefetched", prefetched, "rotated", tally.secrets.Rotated,
 		"took", time.Since(start).Round(time.Millisecond))
 	return list.Continue == "", nil
