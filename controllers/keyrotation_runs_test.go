@@ -1257,3 +1257,51 @@ func TestPagesListedAheadAreBounded(t *testing.T) {
 		t.Fatalf("%d prefetch slots held with no page kept", n)
 	}
 }
+
+// repairOnce runs fn once, after the first whole listing of a run.
+type repairOnce struct {
+	secretpage.Lister
+	once sync.Once
+	fn   func()
+}
+
+func (s *repairOnce) Page(ctx context.Context, req secretpage.Request) (*secretpage.Page, error) {
+	p, err := s.Lister.Page(ctx, req)
+	if err == nil && !req.MetadataOnly && req.Continue == "" {
+		s.once.Do(s.fn)
+	}
+	return p, err
+}
+
+// A whole page is a snapshot as old as its continue token: a Secret broken
+// when the pages were listed and repaired by its owner before the rotation
+// reached it is judged as it is then, not failed from the snapshot.
+func TestAFailureIsJudgedOnTheSecretAsItIsNow(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	f.key("alias/old")
+	newKey := f.key("alias/new")
+	f.secrets(10, "alias/old", nil)
+	s := f.secret("app-008")
+	good := s.Data["dsn"]
+	delete(s.Data, "dsn")
+	if err := k8sClient.Update(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	f.wrapPages = func(l secretpage.Lister) secretpage.Lister {
+		return &repairOnce{Lister: l, fn: func() {
+			s := f.secret("app-008")
+			s.Data["dsn"] = good
+			if err := k8sClient.Update(ctx, s); err != nil {
+				t.Error(err)
+			}
+		}}
+	}
+	f.start(5)
+	f.rotation("r", nil)
+	kr := f.wait("r", "finished", finishedRun)
+	if kr.Status.Secrets != (rekeyv1alpha1.SecretCounts{Total: 10, Rotated: 10}) {
+		t.Fatalf("counts %+v, failures %+v", kr.Status.Secrets, kr.Status.Failures)
+	}
+	f.verify(newKey)
+}

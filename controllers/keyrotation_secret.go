@@ -76,6 +76,9 @@ func (r *KeyRotationReconciler) rotateSecret(ctx context.Context, rn *run, it *s
 	m := &it.Meta
 	defer func() { res.secret = m.Name }()
 	s, err := r.getSecret(ctx, it)
+	// A whole page is a snapshot, as old as its continue token; a Secret
+	// taken from one is read again before a failure is recorded against it.
+	listed := it.Secret != nil
 	for attempt := 1; ; attempt++ {
 		switch {
 		case apierrors.IsNotFound(err):
@@ -86,6 +89,12 @@ func (r *KeyRotationReconciler) rotateSecret(ctx context.Context, rn *run, it *s
 			return secretResult{kind: resultSkipped} // unannotated since the listing
 		}
 		res, updated := rn.plan(ctx, s)
+		if res.kind == resultFailed && listed {
+			listed = false
+			s = &corev1.Secret{}
+			err = r.APIReader.Get(ctx, client.ObjectKeyFromObject(m), s)
+			continue
+		}
 		if res.err != nil || updated == nil {
 			return res
 		}
