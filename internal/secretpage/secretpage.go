@@ -25,7 +25,9 @@ limitations under the License.
 // the budget and the same page, by the same continue token, is listed again
 // as metadata only; the caller then reads the Secrets it wants one by one.
 // A metadata page over the budget (annotations can be 256 KiB per object) is
-// asked for again with half as many objects, down to one. So memory is
+// asked for again with half as many objects, down to one. The budget holds
+// for the decoded page too, by an estimate of its size in memory (a map
+// entry costs far more decoded than on the wire). So memory is
 // bounded by bytes, never by what a namespace holds, and ordinary
 // namespaces keep the cost of a plain LIST.
 package secretpage
@@ -159,7 +161,11 @@ func (l *APILister) Page(ctx context.Context, req Request) (*Page, error) {
 		if body != nil {
 			page, err := l.whole(body)
 			l.putBuffer(body)
-			return page, err
+			if err != nil || l.fits(page) {
+				return page, err
+			}
+			// Small on the wire, large decoded (many tiny keys): listed
+			// again as metadata, as a page over the budget is.
 		}
 	}
 	for limit := req.Limit; ; limit = (limit + 1) / 2 {
@@ -170,7 +176,11 @@ func (l *APILister) Page(ctx context.Context, req Request) (*Page, error) {
 		if body != nil {
 			page, err := l.metadata(body)
 			l.putBuffer(body)
-			return page, err
+			// One object is taken whatever its estimate: the apiserver
+			// bounds its size, and refusing it would stop the run.
+			if err != nil || l.fits(page) || limit <= 1 {
+				return page, err
+			}
 		}
 		if limit <= 1 {
 			return nil, ErrOverBudget
@@ -220,6 +230,57 @@ func (l *APILister) read(ctx context.Context, req Request, limit int64, accept s
 			return nil, &ReadError{Err: fmt.Errorf("reading the Secret list: %w", err)}
 		}
 	}
+}
+
+// fits reports whether a decoded page's estimated size in memory is within
+// the budget. The budget is first applied to the bytes on the wire, but a
+// map entry costs far more decoded than encoded: a page of Secrets with
+// thousands of empty keys each is a few MiB on the wire and tens in memory.
+func (l *APILister) fits(p *Page) bool {
+	var n int64
+	for i := range p.Items {
+		n += metaSize(&p.Items[i].Meta.ObjectMeta)
+		if s := p.Items[i].Secret; s != nil {
+			n += int64(len(s.Type))
+			for k, v := range s.Data {
+				n += mapEntryCost + int64(len(k)+len(v))
+			}
+			for k, v := range s.StringData {
+				n += mapEntryCost + int64(len(k)+len(v))
+			}
+		}
+	}
+	return n <= l.budget
+}
+
+// mapEntryCost and objectCost are rough sizes of a decoded map entry and
+// of an object's fixed parts beside its strings (headers, pointers, times).
+const (
+	mapEntryCost = 64
+	objectCost   = 512
+)
+
+func metaSize(m *metav1.ObjectMeta) int64 {
+	n := int64(objectCost + len(m.Name) + len(m.Namespace) + len(m.UID) + len(m.ResourceVersion) + len(m.GenerateName))
+	for k, v := range m.Labels {
+		n += mapEntryCost + int64(len(k)+len(v))
+	}
+	for k, v := range m.Annotations {
+		n += mapEntryCost + int64(len(k)+len(v))
+	}
+	for _, f := range m.ManagedFields {
+		n += objectCost + int64(len(f.Manager)+len(f.Operation)+len(f.APIVersion)+len(f.Subresource))
+		if f.FieldsV1 != nil {
+			n += int64(len(f.FieldsV1.Raw))
+		}
+	}
+	for _, o := range m.OwnerReferences {
+		n += objectCost + int64(len(o.APIVersion)+len(o.Kind)+len(o.Name)+len(o.UID))
+	}
+	for _, f := range m.Finalizers {
+		n += mapEntryCost + int64(len(f))
+	}
+	return n
 }
 
 // getBuffer returns an empty buffer from the pool (kept between pages, so a

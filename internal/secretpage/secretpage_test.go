@@ -336,3 +336,42 @@ func TestAnswersOfTheWrongKindAreErrors(t *testing.T) {
 		})
 	}
 }
+
+// The budget holds for the decoded page too: Secrets of thousands of empty
+// keys are small on the wire and large in memory, and are listed as
+// metadata; their metadata pages, equally small and large, are halved.
+func TestManySmallKeysCountDecoded(t *testing.T) {
+	ns := env.Namespace(t)
+	for i := range 8 {
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("k-%02d", i), Namespace: ns,
+			Labels: map[string]string{}}, Data: map[string][]byte{}}
+		for j := range 2000 {
+			s.Data[fmt.Sprintf("k%d", j)] = nil
+			s.Labels[fmt.Sprintf("l%d", j)] = ""
+		}
+		if err := env.Client.Create(context.Background(), s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const budget = 1 << 20 // 8 x 2000 x 2 entries: ~0.7 MiB on the wire (with managedFields), over 2 MiB decoded
+	l, m := lister(t, budget)
+	var whole []bool
+	var sizes []int
+	names := all(t, l, Request{Namespace: ns, Limit: 8}, func(p *Page) {
+		whole = append(whole, p.Whole)
+		sizes = append(sizes, len(p.Items))
+		if !l.fits(p) && len(p.Items) > 1 {
+			t.Fatalf("a page of %d items over the budget decoded", len(p.Items))
+		}
+	})
+	if !slices.Equal(names, want("k", 8)) || slices.Contains(whole, true) || sizes[0] >= 8 {
+		t.Fatalf("names %v, whole %v, page sizes %v", names, whole, sizes)
+	}
+	// Every response fitted the wire budget: the decoded size is what sent
+	// the pages to metadata.
+	for _, n := range m.read() {
+		if n > budget {
+			t.Fatalf("read %d bytes of one response: the wire budget was what stopped it", n)
+		}
+	}
+}
