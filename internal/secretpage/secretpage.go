@@ -271,7 +271,7 @@ func metaSize(m *metav1.ObjectMeta) int64 {
 	for _, f := range m.ManagedFields {
 		n += objectCost + int64(len(f.Manager)+len(f.Operation)+len(f.APIVersion)+len(f.Subresource))
 		if f.FieldsV1 != nil {
-			n += int64(len(f.FieldsV1.Raw))
+			n += int64(len(f.FieldsV1.GetRawBytes()))
 		}
 	}
 	for _, o := range m.OwnerReferences {
