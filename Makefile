@@ -230,12 +230,14 @@ CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen
 ENVTEST ?= $(LOCALBIN)/setup-envtest
 GOLANGCI_LINT = $(LOCALBIN)/golangci-lint
 GOVULNCHECK = $(LOCALBIN)/govulncheck
+HELM ?= $(LOCALBIN)/helm
 VULNDB_INDEXDB = $(LOCALBIN)/indexdb
 
 KUSTOMIZE_VERSION ?= v5.7.1
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
 GOLANGCI_LINT_VERSION ?= v2.15.0
 GOVULNCHECK_VERSION ?= v1.9.0
+HELM_VERSION ?= v3.22.0
 # The vulnerability database's source: golang.org/x/vulndb at a commit (a
 # pseudo-version), whose data/osv holds one OSV entry per report; and the
 # version of its indexdb command, which turns data/osv into the database
@@ -277,6 +279,19 @@ govulncheck: $(GOVULNCHECK) ## Install govulncheck into ./bin.
 $(GOVULNCHECK): $(LOCALBIN)
 	$(call go-install-tool,$(GOVULNCHECK),golang.org/x/vuln/cmd/govulncheck,$(GOVULNCHECK_VERSION))
 
+# helm stamped as its release builds are (helm's own Makefile): its version,
+# and the Kubernetes version of the client-go it is built with (v0.37: 1.37),
+# which `helm template` and `helm lint` assume when no cluster is asked.
+# Unstamped, helm assumes Kubernetes 1.20, which the chart's kubeVersion refuses.
+HELM_K8S_MINOR ?= 37
+HELM_LDFLAGS = -X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION) -X helm.sh/helm/v3/internal/version.metadata= \
+	-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$(HELM_K8S_MINOR) \
+	-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$(HELM_K8S_MINOR)
+.PHONY: helm
+helm: $(HELM) ## Install helm into ./bin.
+$(HELM): $(LOCALBIN)
+	$(call go-install-tool,$(HELM),helm.sh/helm/v3/cmd/helm,$(HELM_VERSION),-ldflags "$(HELM_LDFLAGS)")
+
 .PHONY: vulndb-indexdb
 vulndb-indexdb: $(VULNDB_INDEXDB) ## Install golang.org/x/vulndb's indexdb into ./bin.
 $(VULNDB_INDEXDB): $(LOCALBIN)
@@ -297,14 +312,14 @@ $(VULNDB)/index/db.json: | $(VULNDB_INDEXDB)
 	echo "$$(ls "$(VULNDB)/ID" | grep -c '\.json$$') entries"
 
 # go-install-tool installs a pinned tool as bin/NAME-VERSION with a bin/NAME symlink.
-# $1 - target path with name of binary, $2 - package, $3 - version
+# $1 - target path with name of binary, $2 - package, $3 - version, $4 - more go install flags (optional)
 define go-install-tool
 @[ -f "$(1)-$(3)" ] && [ "$$(readlink -- "$(1)" 2>/dev/null)" = "$(1)-$(3)" ] || { \
 set -e; \
 package=$(2)@$(3) ;\
 echo "Installing $${package}" ;\
 rm -f "$(1)" ;\
-GOBIN="$(LOCALBIN)" go install $${package} ;\
+GOBIN="$(LOCALBIN)" go install $(4) $${package} ;\
 mv "$(LOCALBIN)/$$(basename "$(1)")" "$(1)-$(3)" ;\
 } ;\
 ln -sf "$$(realpath "$(1)-$(3)")" "$(1)"
