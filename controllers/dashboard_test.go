@@ -79,6 +79,50 @@ func exportedMetrics(t *testing.T) map[string]bool {
 	return names
 }
 
+// runningExportedMetrics starts a manager as the operator runs it — leader
+// election on, a controller, a KeyRotation to queue — so that
+// controller-runtime's series, created as they are first used, exist, and
+// returns exportedMetrics then.
+func runningExportedMetrics(t *testing.T) map[string]bool {
+	t.Helper()
+	f := newFixture(t)
+	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
+		Scheme:                  env.Scheme,
+		Logger:                  zap.New(zap.WriteTo(f.logs)),
+		Metrics:                 metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress:  "0",
+		LeaderElection:          true,
+		LeaderElectionID:        "rekey.dev-controller",
+		LeaderElectionNamespace: f.ns,
+		Cache:                   cache.Options{DefaultNamespaces: map[string]cache.Config{f.ns: {}}},
+		Controller:              config.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := (&ConditionMetricsReconciler{}).SetupWithManager(mgr); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := mgr.Start(ctx); err != nil {
+			t.Errorf("manager: %v", err)
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	f.rotation("queued", nil)
+	var exported map[string]bool
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		exported = exportedMetrics(t)
+		if exported["leader_election_master_status"] && exported["workqueue_depth"] || time.Now().After(deadline) {
+			break
+		}
+	}
+	return exported
+}
+
 var (
 	promStrings  = regexp.MustCompile(`"(?:[^"\\]|\\.)*"`)
 	promMatchers = regexp.MustCompile(`\{[^}]*\}`)
@@ -154,44 +198,7 @@ func TestDashboardQueriesExportedMetrics(t *testing.T) {
 		t.Fatal("the dashboard has no title or no panels")
 	}
 
-	// A manager as the operator runs it — leader election on, a controller,
-	// a KeyRotation to queue — so that controller-runtime's series, created
-	// as they are first used, exist.
-	f := newFixture(t)
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
-		Scheme:                  env.Scheme,
-		Logger:                  zap.New(zap.WriteTo(f.logs)),
-		Metrics:                 metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress:  "0",
-		LeaderElection:          true,
-		LeaderElectionID:        "rekey.dev-controller",
-		LeaderElectionNamespace: f.ns,
-		Cache:                   cache.Options{DefaultNamespaces: map[string]cache.Config{f.ns: {}}},
-		Controller:              config.Controller{SkipNameValidation: ptr.To(true)},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := (&ConditionMetricsReconciler{}).SetupWithManager(mgr); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := mgr.Start(ctx); err != nil {
-			t.Errorf("manager: %v", err)
-		}
-	}()
-	t.Cleanup(func() { cancel(); <-done })
-	f.rotation("queued", nil)
-	var exported map[string]bool
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		exported = exportedMetrics(t)
-		if exported["leader_election_master_status"] && exported["workqueue_depth"] || time.Now().After(deadline) {
-			break
-		}
-	}
+	exported := runningExportedMetrics(t)
 
 	queries := map[string]string{} // expression -> where
 	for _, p := range dash.Panels {
