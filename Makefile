@@ -53,12 +53,19 @@ demo: build envtest ## Run the main job end to end on a local control plane (see
 	go run ./hack/demo -n $(DEMO_N) -rekey bin/rekey
 
 .PHONY: test
-test: manifests generate fmt vet envtest ## Run unit tests and the envtest suites (with the race detector) against a real kube-apiserver and etcd.
+test: manifests generate fmt vet envtest helm kustomize ## Run unit tests and the envtest suites (with the race detector) against a real kube-apiserver and etcd.
 	KUBEBUILDER_ASSETS="$$("$(ENVTEST)" use -i -p path $(ENVTEST_K8S_VERSION))" \
 	KUBEBUILDER_CONTROLPLANE_START_TIMEOUT=$(KUBEBUILDER_CONTROLPLANE_START_TIMEOUT) \
 	go test -race ./... -coverprofile cover.out $(TEST_ARGS)
 
 KUBEBUILDER_CONTROLPLANE_START_TIMEOUT ?= 60s
+
+TEST_CHART_ARGS ?=
+.PHONY: test-chart
+test-chart: envtest helm kustomize ## Test the Helm chart: helm lint, in step with the bundle, server-side dry run, and docs/operations.md's helm install/uninstall on a local control plane.
+	KUBEBUILDER_ASSETS="$$("$(ENVTEST)" use -i -p path $(ENVTEST_K8S_VERSION))" \
+	KUBEBUILDER_CONTROLPLANE_START_TIMEOUT=$(KUBEBUILDER_CONTROLPLANE_START_TIMEOUT) \
+	go test ./test/chart/ -count=1 -v $(TEST_CHART_ARGS)
 
 .PHONY: test-conformance
 test-conformance: ## Run the ReEncrypt conformance suite (rekey endpoint, local-kms, embedded) and print its table.
@@ -112,24 +119,35 @@ fuzz: ## Run the blob parser and context canonicaliser fuzzers for FUZZTIME each
 
 ##@ Development
 
+# CHART_FILES are copied into charts/rekey/files, where the chart's templates
+# read them: the generated CRD and manager ClusterRole, the admission policy on
+# KeyRotations, the alerts. `make verify` fails when a copy is not current.
+CHART_FILES = config/crd/bases/rekey.dev_keyrotations.yaml config/rbac/role.yaml \
+	config/admission/policy.yaml config/prometheus/rekey-alerts.yaml
+
 .PHONY: manifests
-manifests: controller-gen ## Generate the CRD and RBAC from kubebuilder markers.
+manifests: controller-gen ## Generate the CRD and RBAC from kubebuilder markers, and copy them into the Helm chart.
 	"$(CONTROLLER_GEN)" rbac:roleName=manager-role crd paths="./..." output:crd:artifacts:config=config/crd/bases
+	cp $(CHART_FILES) charts/rekey/files/
 
 .PHONY: generate
 generate: controller-gen ## Generate DeepCopy methods.
 	"$(CONTROLLER_GEN)" object:headerFile="hack/boilerplate.go.txt",year=$(YEAR) paths="./..."
 
+# verify also checks the Helm chart against the kustomize bundle (test/chart,
+# without a control plane: helm lint, the chart's defaults object for object
+# and field for field against config/default, its settings and alerts).
 .PHONY: verify
-verify: manifests generate ## Fail when generated files are not current.
-	@if ! git diff --quiet -- api config; then \
+verify: manifests generate helm kustomize ## Fail when generated files are not current, or the Helm chart is not in step with config/.
+	@if ! git diff --quiet -- api config charts; then \
 		echo "Generated files are out of date; run 'make manifests generate' and commit:" >&2; \
-		git --no-pager diff --stat -- api config >&2; exit 1; \
+		git --no-pager diff --stat -- api config charts >&2; exit 1; \
 	fi
-	@if [ -n "$$(git ls-files --others --exclude-standard -- api config)" ]; then \
+	@if [ -n "$$(git ls-files --others --exclude-standard -- api config charts)" ]; then \
 		echo "Untracked generated files; run 'make manifests generate' and commit:" >&2; \
-		git ls-files --others --exclude-standard -- api config >&2; exit 1; \
+		git ls-files --others --exclude-standard -- api config charts >&2; exit 1; \
 	fi
+	go test ./test/chart/ -count=1 -skip '^TestChartOnAPIServer$$'
 
 .PHONY: fmt
 fmt: ## Run go fmt against code.
