@@ -350,13 +350,13 @@ func TestCleanStopSink(t *testing.T) {
 	cut := fmt.Errorf("patching status: %w", context.Canceled)
 	logger.Error(lost, stopMessage)
 	logger.Error(informer, informerMessage)
-	logger.Error(cut, reconcileMessage)
+	logger.Error(cut, "Reconciler error")
 	cancel()
 	logger.Error(lost, stopMessage)
 	logger.Error(informer, informerMessage)
-	logger.Error(cut, reconcileMessage)
+	logger.Error(cut, "Reconciler error")
 	logger.Error(errors.New("boom"), stopMessage)
-	logger.Error(errors.New("boom"), reconcileMessage)
+	logger.Error(errors.New("boom"), "Reconciler error")
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
 	if len(lines) != 8 {
 		t.Fatalf("%d lines:\n%s", len(lines), buf.String())
@@ -368,10 +368,13 @@ func TestCleanStopSink(t *testing.T) {
 		}
 	}
 	for i, want := range map[int]string{3: "leader election lease released on stop",
-		4: "stopped before the informer synced", 5: "reconcile cut short by the stop"} {
+		4: "stopped before the informer synced", 5: "Reconciler error: cut short by the stop"} {
 		if !strings.Contains(lines[i], want) || strings.Contains(lines[i], "stacktrace") {
 			t.Errorf("line %d: %s, want %s", i, lines[i], want)
 		}
+	}
+	if strings.Contains(lines[3], "leader election lost") {
+		t.Errorf("the release reads as a loss: %s", lines[3])
 	}
 
 	// The metrics filter: a rejected token at level 4, other failures errors.

@@ -81,40 +81,39 @@ func (o *controllerOptions) metricsServerOptions(ctx context.Context) (metricsse
 	return opts, nil
 }
 
-// Errors controller-runtime logs, with a stack trace, when a manager is
-// stopped cleanly:
+// Errors controller-runtime and client-go log, with a stack trace, when a
+// manager is stopped cleanly:
 //   - stopMessage with "leader election lost": its own lease release,
 //     reported once a stop was asked for (controller-runtime issue 3535);
 //   - informerMessage: a watch that had not synced yet when stopped;
-//   - reconcileMessage with context.Canceled: a reconcile cut short by the
-//     stop (its page is done again by the next leader).
+//   - anything that failed with context.Canceled: work the stop cut short
+//     (a reconcile, whose page the next leader does again; an Event not
+//     written).
 const (
-	stopMessage      = "error received after stop sequence was engaged"
-	informerMessage  = "failed to get informer from cache"
-	reconcileMessage = "Reconciler error"
+	stopMessage     = "error received after stop sequence was engaged"
+	informerMessage = "failed to get informer from cache"
 )
 
 // quietCleanStop returns logger, except that once ctx is done those are
-// logged as what they are then, at info level. A leader election lost
-// while running, an informer or a reconcile failing while running, and any
-// other error during the stop stay errors.
+// logged as what they are then, at info level. The same errors while
+// running, and any other error during the stop, stay errors.
 func quietCleanStop(ctx context.Context, logger logr.Logger) logr.Logger {
 	stopped := ctx.Done()
-	return logr.New(&quietSink{LogSink: logger.GetSink(), quiet: func(err error, msg string) (string, int, bool) {
+	return logr.New(&quietSink{LogSink: logger.GetSink(), quiet: func(err error, msg string) (string, bool, bool) {
 		select {
 		case <-stopped:
 		default:
-			return "", 0, false
+			return "", false, false
 		}
 		switch {
 		case msg == stopMessage && err != nil && err.Error() == "leader election lost":
-			return "leader election lease released on stop", 0, true
+			return "leader election lease released on stop", false, true
 		case msg == informerMessage:
-			return "stopped before the informer synced", 0, true
-		case msg == reconcileMessage && errors.Is(err, context.Canceled):
-			return "reconcile cut short by the stop", 0, true
+			return "stopped before the informer synced", true, true
+		case errors.Is(err, context.Canceled):
+			return msg + ": cut short by the stop", true, true
 		}
-		return "", 0, false
+		return "", false, false
 	}})
 }
 
@@ -129,28 +128,33 @@ const authFailedMessage = "Authentication failed"
 // with stack traces at the rate they send requests. Failures to ask the
 // apiserver (RBAC, the apiserver away) stay errors.
 func quietBadTokens(logger logr.Logger) logr.Logger {
-	return logr.New(&quietSink{LogSink: logger.GetSink(), quiet: func(err error, msg string) (string, int, bool) {
+	return logr.New(&quietSink{LogSink: logger.GetSink(), level: 4, quiet: func(err error, msg string) (string, bool, bool) {
 		if msg == authFailedMessage && err != nil && err.Error() == "invalid bearer token" {
-			return "Authentication failed: invalid bearer token", 4, true
+			return "Authentication failed: invalid bearer token", false, true
 		}
-		return "", 0, false
+		return "", false, false
 	}})
 }
 
-// quietSink logs the errors quiet picks as info lines, with the error as
-// "reason", at the level it says.
+// quietSink logs the errors quiet picks (ok) as info lines at level, with
+// the message quiet gives and, when it says so (reason), the error as
+// "reason".
 type quietSink struct {
 	logr.LogSink
-	quiet func(err error, msg string) (string, int, bool)
+	level int
+	quiet func(err error, msg string) (m string, reason, ok bool)
 }
 
 // Init does nothing: the wrapped sink was initialised by its own logger.
 func (s *quietSink) Init(logr.RuntimeInfo) {}
 
 func (s *quietSink) Error(err error, msg string, kv ...any) {
-	if m, level, ok := s.quiet(err, msg); ok {
-		if s.Enabled(level) {
-			s.Info(level, m, append(kv, "reason", fmt.Sprint(err))...)
+	if m, reason, ok := s.quiet(err, msg); ok {
+		if reason {
+			kv = append(kv, "reason", fmt.Sprint(err))
+		}
+		if s.Enabled(s.level) {
+			s.Info(s.level, m, kv...)
 		}
 		return
 	}
@@ -158,9 +162,9 @@ func (s *quietSink) Error(err error, msg string, kv ...any) {
 }
 
 func (s *quietSink) WithValues(kv ...any) logr.LogSink {
-	return &quietSink{LogSink: s.LogSink.WithValues(kv...), quiet: s.quiet}
+	return &quietSink{LogSink: s.LogSink.WithValues(kv...), level: s.level, quiet: s.quiet}
 }
 
 func (s *quietSink) WithName(name string) logr.LogSink {
-	return &quietSink{LogSink: s.LogSink.WithName(name), quiet: s.quiet}
+	return &quietSink{LogSink: s.LogSink.WithName(name), level: s.level, quiet: s.quiet}
 }
