@@ -492,7 +492,7 @@ func TestInstallUninstallRestore(t *testing.T) {
 				t.Fatalf("kubectl delete -f dist/install.yaml: %v, want the namespace's deletion refused:\n%s", err, out)
 			}
 		}},
-		// helm uninstall: add the route here with the chart.
+		// helm uninstall is test/chart's (TestChartOnAPIServer).
 	}
 	for i, r := range routes {
 		before := c.keys(t)
