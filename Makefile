@@ -92,6 +92,20 @@ test-image: envtest ## Build the image, run the operator from it against a local
 	KUBEBUILDER_CONTROLPLANE_START_TIMEOUT=$(KUBEBUILDER_CONTROLPLANE_START_TIMEOUT) \
 	go run ./hack/test-image -image "$(IMG)" -version "$(VERSION)" -engine "$(CONTAINER_TOOL)" $(TEST_IMAGE_ARGS)
 
+# The end-to-end tests run in a real single-node cluster on this machine
+# (hack/e2e/cluster.sh): kube-apiserver, etcd and kubectl from `make envtest`;
+# kubelet, kube-controller-manager and kube-scheduler built the same way, once
+# (cached and version-checked); containerd and runc from Debian's packages.
+# One such cluster runs per machine; it needs root.
+E2E_CLUSTER_ENV = SETUP_ENVTEST="$(ENVTEST)" E2E_K8S_VERSION=$(ENVTEST_K8S_VERSION) CONTAINER_TOOL="$(CONTAINER_TOOL)"
+.PHONY: e2e-cluster
+e2e-cluster: envtest ## Start the end-to-end test cluster (builds kubelet & co. the first time); prints its KUBECONFIG.
+	$(E2E_CLUSTER_ENV) ./hack/e2e/cluster.sh up
+
+.PHONY: e2e-cluster-down
+e2e-cluster-down: ## Stop the end-to-end test cluster and remove everything it left on the machine.
+	$(E2E_CLUSTER_ENV) ./hack/e2e/cluster.sh down
+
 BENCH_N ?= 10000
 BENCH_NOISE ?= 10000
 BENCH_ARGS ?=
