@@ -97,6 +97,7 @@ test-image: envtest ## Build the image, run the operator from it against a local
 # kubelet, kube-controller-manager and kube-scheduler built the same way, once
 # (cached and version-checked); containerd and runc from Debian's packages.
 # One such cluster runs per machine; it needs root.
+E2E_IMG ?= localhost/rekey:e2e
 E2E_CLUSTER_ENV = SETUP_ENVTEST="$(ENVTEST)" E2E_K8S_VERSION=$(ENVTEST_K8S_VERSION) CONTAINER_TOOL="$(CONTAINER_TOOL)"
 .PHONY: e2e-cluster
 e2e-cluster: envtest ## Start the end-to-end test cluster (builds kubelet & co. the first time); prints its KUBECONFIG.
@@ -105,6 +106,13 @@ e2e-cluster: envtest ## Start the end-to-end test cluster (builds kubelet & co. 
 .PHONY: e2e-cluster-down
 e2e-cluster-down: ## Stop the end-to-end test cluster and remove everything it left on the machine.
 	$(E2E_CLUSTER_ENV) ./hack/e2e/cluster.sh down
+
+# test-e2e renders dist/install.yaml for E2E_IMG. It skips, loudly, only where
+# there is no container engine and none can be installed.
+E2E_TEST_ARGS ?=
+.PHONY: test-e2e
+test-e2e: envtest kustomize ## Build the image, start the e2e cluster, install the operator from dist/install.yaml, rotate, check that every uninstall route keeps the keys, tear down.
+	$(E2E_CLUSTER_ENV) E2E_IMG="$(E2E_IMG)" VERSION="$(VERSION)" E2E_TEST_ARGS="$(E2E_TEST_ARGS)" ./hack/e2e/test-e2e.sh
 
 BENCH_N ?= 10000
 BENCH_NOISE ?= 10000
