@@ -13,8 +13,8 @@
 #      (E2E_KEEP_CLUSTER=1 leaves it running; a cluster that ran before is
 #      left running).
 #
-# Helm: when charts/rekey exists, the suite installs and uninstalls it too
-# (the hook is helmUninstall in test/e2e/e2e_test.go).
+# The suite also switches from the bundle to the chart (charts/rekey, with
+# HELM, bin/helm by default) and uninstalls it with helm uninstall.
 #
 # It needs root and a container engine: CONTAINER_TOOL, by default
 # hack/container-tool.sh (docker, else podman, installed from Debian's
@@ -22,7 +22,7 @@
 # there is no engine and none can be installed.
 #
 # Environment (the Makefile sets them): E2E_IMG, CONTAINER_TOOL, VERSION,
-# SETUP_ENVTEST, E2E_K8S_VERSION, and cluster.sh's E2E_*; E2E_TEST_ARGS are
+# HELM, SETUP_ENVTEST, E2E_K8S_VERSION, and cluster.sh's E2E_*; E2E_TEST_ARGS are
 # more `go test` arguments (e.g. -run).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -86,6 +86,7 @@ rm -rf "$D/test"
 # shellcheck disable=SC2086 # E2E_TEST_ARGS is a list of arguments
 REKEY_E2E_KUBECONFIG="$D/admin.kubeconfig" \
   REKEY_E2E_KUBECTL="$envtest/kubectl" \
+  REKEY_E2E_HELM="${HELM:-$ROOT/bin/helm}" \
   REKEY_E2E_IMAGE="$E2E_IMG" \
   REKEY_E2E_APISERVER_PORT="${E2E_APISERVER_PORT:-16443}" \
   REKEY_E2E_DIR="$D/test" \

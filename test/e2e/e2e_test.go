@@ -21,13 +21,16 @@ limitations under the License.
 //
 // It installs the bundle on the empty cluster in one command, creates the
 // root key, the keystore and two keys as docs/operations.md says, and runs
-// a rotation through the operator's Pod. Then, for every uninstall route, it
-// uninstalls, checks that the namespace rekey-system with the Secrets
-// rekey-keystore and rekey-root-key is still there, unchanged and not being
-// deleted (a real kube-controller-manager would finish any deletion), and
-// that the operator's Pods are gone; then reinstalls and rotates again with
-// the same keys. Last it removes the keys for good the documented way and
-// waits for the namespace to be gone.
+// a rotation through the operator's Pod. Then, for every uninstall route —
+// `make undeploy`, `kubectl delete -f dist/install.yaml` with and without
+// `-l 'rekey.dev/uninstall!=keep'`, and `helm uninstall` after switching to
+// the chart (charts/rekey) as the guide says — it uninstalls, checks that
+// the namespace rekey-system with the Secrets rekey-keystore and
+// rekey-root-key is still there, unchanged and not being deleted (a real
+// kube-controller-manager would finish any deletion), and that the
+// operator's Pods are gone; then reinstalls the same way and rotates again
+// with the same keys. Last it removes the keys for good the documented way
+// and waits for the namespace to be gone.
 //
 // It runs only under `make test-e2e`, which starts the cluster, loads the
 // image and sets REKEY_E2E_*; plain `go test ./...` skips it.
@@ -36,7 +39,8 @@ limitations under the License.
 // only, so the bundle's Deployment is applied with what this cluster needs
 // and nothing else (see forThisCluster): the host network, the apiserver at
 // 127.0.0.1, and the probe and metrics ports on 127.0.0.1. Uninstalling
-// uses the bundle as rendered.
+// uses the bundle as rendered. The chart is installed with the same
+// settings, through its values (helmInstall).
 package e2e
 
 import (
@@ -111,9 +115,12 @@ type suite struct {
 	root       string // the checkout
 	kubeconfig string
 	kubectl    string
+	helm       string
 	image      string
-	c          client.Client
-	cs         *kubernetes.Clientset
+	// apiserverPort is the apiserver's on 127.0.0.1, for the operator's Pod.
+	apiserverPort string
+	c             client.Client
+	cs            *kubernetes.Clientset
 	// bundle is the patched bundle applied to this cluster.
 	bundle string
 	// healthPort and metricsPort are the operator's on 127.0.0.1.
@@ -148,36 +155,44 @@ func TestInstallRotateUninstall(t *testing.T) {
 	s.writeSecrets()
 	s.rotate("first")
 
+	bundle := func() { s.mustKubectl("apply", "-f", s.bundle) }
 	routes := []struct {
 		id, name string
-		// uninstall runs the route; kept reports whether the keep-keys
-		// policy is expected to outlive it.
-		uninstall func()
-		kept      bool
+		// install, when set, replaces the bundle the previous route left
+		// with this route's install, which then rotates once.
+		install func()
+		// uninstall is the route; reinstall installs again the same way.
+		uninstall, reinstall func()
+		// kept: the keep-keys policy outlives the uninstall; crdKept: so
+		// does the CRD.
+		kept, crdKept bool
 	}{
-		{"undeploy", "make undeploy", s.makeUndeploy, true},
-		{"delete-kept", "kubectl delete -f dist/install.yaml -l 'rekey.dev/uninstall!=keep'", s.kubectlDeleteKept, true},
-		{"delete-all", "kubectl delete -f dist/install.yaml", s.kubectlDeletePlain, false},
-		{"helm", "helm uninstall", s.helmUninstall, true},
+		{"undeploy", "make undeploy", nil, s.makeUndeploy, bundle, true, false},
+		{"delete-kept", "kubectl delete -f dist/install.yaml -l 'rekey.dev/uninstall!=keep'", nil, s.kubectlDeleteKept, bundle, true, false},
+		{"delete-all", "kubectl delete -f dist/install.yaml", nil, s.kubectlDeletePlain, bundle, false, false},
+		{"helm", "helm uninstall", s.switchToHelm, s.helmUninstall, s.helmInstall, true, true},
 	}
+	uninstall := s.makeUndeploy
 	for _, r := range routes {
 		ok := t.Run(r.id, func(t *testing.T) {
 			s.t = t
-			if r.id == "helm" {
-				// HOOK: the Helm route. Write helmUninstall (below) and drop
-				// this skip once charts/rekey exists.
-				if !s.helmChart() {
-					t.Skip("HOOK: no Helm chart (charts/rekey) yet: the helm install / helm uninstall route is not run")
-				}
-				t.Skip("HOOK: charts/rekey exists, but this suite's Helm route is not written yet: see helmUninstall in test/e2e/e2e_test.go")
+			if r.id == "helm" && !s.helmChart() {
+				t.Skip("no Helm chart (charts/rekey): the helm install / helm uninstall route is not run")
+			}
+			if r.install != nil {
+				r.install()
+				s.waitOperator()
+				s.checkMetrics()
+				s.rotate(r.id + "-installed")
+				uninstall = r.uninstall
 			}
 			s.waitProtected()
 			before := s.keys()
 			s.step("uninstall: " + r.name)
 			r.uninstall()
-			s.assertUninstalled(r.name, before, r.kept)
+			s.assertUninstalled(r.name, before, r.kept, r.crdKept)
 			s.step("reinstall, and rotate with the same keys")
-			s.mustKubectl("apply", "-f", s.bundle)
+			r.reinstall()
 			s.waitOperator()
 			if fmt.Sprint(s.keys()) != fmt.Sprint(before) {
 				t.Fatalf("the reinstall changed rekey-keystore or rekey-root-key")
@@ -191,7 +206,7 @@ func TestInstallRotateUninstall(t *testing.T) {
 	}
 
 	s.step("remove the keys for good, the documented way: uninstall, label, delete")
-	s.makeUndeploy()
+	uninstall()
 	s.mustKubectl("label", "namespace", ns, "rekey.dev/allow-delete=true")
 	s.mustKubectl("delete", "namespace", ns, "--wait=false")
 	s.mustKubectl("delete", "validatingadmissionpolicybinding,validatingadmissionpolicy", "rekey-keep-keys", "--ignore-not-found")
@@ -211,11 +226,12 @@ func newSuite(t *testing.T) *suite {
 		t.Fatal(err)
 	}
 	s := &suite{t: t, ctx: context.Background(), root: root,
-		kubeconfig: os.Getenv("REKEY_E2E_KUBECONFIG"), kubectl: os.Getenv("REKEY_E2E_KUBECTL"), image: os.Getenv("REKEY_E2E_IMAGE")}
+		kubeconfig: os.Getenv("REKEY_E2E_KUBECONFIG"), kubectl: os.Getenv("REKEY_E2E_KUBECTL"), helm: os.Getenv("REKEY_E2E_HELM"), image: os.Getenv("REKEY_E2E_IMAGE"),
+		apiserverPort: os.Getenv("REKEY_E2E_APISERVER_PORT")}
 	if s.kubectl == "" || s.image == "" {
 		t.Fatal("REKEY_E2E_KUBECTL and REKEY_E2E_IMAGE must be set with REKEY_E2E_KUBECONFIG (make test-e2e sets them)")
 	}
-	port := os.Getenv("REKEY_E2E_APISERVER_PORT")
+	port := s.apiserverPort
 	if port == "" {
 		t.Fatal("REKEY_E2E_APISERVER_PORT must be set: the apiserver's port on 127.0.0.1, for the operator's Pod")
 	}
@@ -643,17 +659,67 @@ func (s *suite) helmChart() bool {
 	return err == nil
 }
 
-// helmUninstall is the HOOK for the Helm route, not written yet. Once
-// charts/rekey exists, write it here: uninstall what the previous step
-// installed from the bundle (s.makeUndeploy), `helm install` the chart into
-// rekey-system with the image s.image and this cluster's settings (host
-// network, KUBERNETES_SERVICE_HOST/PORT, probes on 127.0.0.1, as
-// forThisCluster does for the bundle), wait for the operator and rotate,
-// then `helm uninstall`. helm comes from the Go module proxy like the other
-// tools. The checks after it are the same as for every route.
+// switchToHelm goes from the bundle to the chart as docs/operations.md
+// says: uninstall the bundle, hand the keep-keys policy it kept to Helm,
+// helm install.
+func (s *suite) switchToHelm() {
+	s.t.Helper()
+	s.step("from the bundle to the chart: make undeploy, hand rekey-keep-keys to Helm, helm install")
+	s.makeUndeploy()
+	s.mustKubectl("label", "validatingadmissionpolicy,validatingadmissionpolicybinding", "rekey-keep-keys",
+		"app.kubernetes.io/managed-by=Helm", "--overwrite")
+	s.mustKubectl("annotate", "validatingadmissionpolicy,validatingadmissionpolicybinding", "rekey-keep-keys",
+		"meta.helm.sh/release-name=rekey", "meta.helm.sh/release-namespace="+ns, "--overwrite")
+	s.helmInstall()
+}
+
+// helmInstall installs charts/rekey as release rekey in rekey-system, with
+// the image and this cluster's settings (as forThisCluster sets them for
+// the bundle) in a values file.
+func (s *suite) helmInstall() {
+	s.t.Helper()
+	repo, tag := s.image, ""
+	if i := strings.LastIndex(s.image, ":"); i > strings.LastIndex(s.image, "/") {
+		repo, tag = s.image[:i], s.image[i+1:]
+	}
+	values := fmt.Sprintf(`image: {repository: %q, tag: %q, pullPolicy: Never}
+hostNetwork: true
+healthProbe: {host: 127.0.0.1, port: %d}
+metrics: {host: 127.0.0.1, port: %d}
+env:
+- {name: KUBERNETES_SERVICE_HOST, value: "127.0.0.1"}
+- {name: KUBERNETES_SERVICE_PORT, value: %q}
+`, repo, tag, s.healthPort, s.metricsPort, s.apiserverPort)
+	file := filepath.Join(s.dir, "values-e2e.yaml")
+	if err := os.WriteFile(file, []byte(values), 0o644); err != nil {
+		s.t.Fatal(err)
+	}
+	out := s.mustHelm("install", "rekey", "charts/rekey", "-n", ns, "--create-namespace", "-f", file)
+	s.t.Logf("helm install rekey charts/rekey -n %s --create-namespace -f values-e2e.yaml:\n%s", ns, indent(out))
+}
+
 func (s *suite) helmUninstall() {
 	s.t.Helper()
-	s.t.Fatal("charts/rekey exists, but the e2e suite's Helm route is not written yet: see helmUninstall in test/e2e/e2e_test.go")
+	out := s.mustHelm("uninstall", "rekey", "-n", ns)
+	s.t.Logf("helm uninstall:\n%s", indent(out))
+}
+
+// mustHelm runs helm in the checkout (charts/rekey), with its own
+// configuration and cache in the suite's directory.
+func (s *suite) mustHelm(args ...string) string {
+	s.t.Helper()
+	if s.helm == "" {
+		s.t.Fatal("REKEY_E2E_HELM is not set: the helm binary (make test-e2e sets it to bin/helm)")
+	}
+	cmd := exec.Command(s.helm, args...)
+	cmd.Dir = s.root
+	h := filepath.Join(s.dir, "helm")
+	cmd.Env = append(s.environ(), "HELM_CACHE_HOME="+h+"/cache", "HELM_CONFIG_HOME="+h+"/config", "HELM_DATA_HOME="+h+"/data")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		s.t.Fatalf("helm %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
 }
 
 // --- checks ---------------------------------------------------------------
@@ -691,7 +757,7 @@ func (s *suite) waitProtected() {
 // assertUninstalled checks that the operator is gone (its Pods too: the
 // garbage collector and the kubelet really remove them here) and its keys
 // are not.
-func (s *suite) assertUninstalled(route string, before map[string]map[string][]byte, kept bool) {
+func (s *suite) assertUninstalled(route string, before map[string]map[string][]byte, kept, crdKept bool) {
 	s.t.Helper()
 	n := &corev1.Namespace{}
 	if err := s.c.Get(s.ctx, client.ObjectKey{Name: ns}, n); err != nil {
@@ -711,7 +777,11 @@ func (s *suite) assertUninstalled(route string, before map[string]map[string][]b
 			s.t.Fatalf("%s: %T %s still there (%v)", route, o, o.GetName(), err)
 		}
 	}
-	if out, err := s.kubectlOut("get", "crd", "keyrotations.rekey.dev"); err == nil || !strings.Contains(out, "NotFound") {
+	out, err := s.kubectlOut("get", "crd", "keyrotations.rekey.dev")
+	switch {
+	case crdKept && err != nil:
+		s.t.Fatalf("%s: the CRD is gone, want it kept: %v\n%s", route, err, out)
+	case !crdKept && (err == nil || !strings.Contains(out, "NotFound")):
 		s.t.Fatalf("%s: the CRD is still there: %v\n%s", route, err, out)
 	}
 	s.eventually(time.Minute, "the operator's Pods gone", func() error {
@@ -740,8 +810,8 @@ func (s *suite) assertUninstalled(route string, before map[string]map[string][]b
 			}
 		}
 	}
-	s.t.Logf("%s: operator and its Pods removed; namespace %s with rekey-keystore and rekey-root-key kept, unchanged%s",
-		route, ns, map[bool]string{true: ", still protected", false: ""}[kept])
+	s.t.Logf("%s: operator and its Pods removed; namespace %s with rekey-keystore and rekey-root-key kept, unchanged%s%s",
+		route, ns, map[bool]string{true: ", still protected", false: ""}[kept], map[bool]string{true: "; the CRD kept", false: ""}[crdKept])
 }
 
 // --- helpers ----------------------------------------------------------------
