@@ -199,7 +199,24 @@ pause_image() {
 
 # --- up ------------------------------------------------------------------------
 
-pid_alive() { [[ -f "$D/$1.pid" ]] && kill -0 "$(cat "$D/$1.pid")" 2>/dev/null; }
+# pid_alive NAME: the process recorded in $D/NAME.pid runs, and is the one
+# up started: its command line names $D. A record that outlived its process
+# (a reboot, a machine restored from a snapshot with /run in it) may hold the
+# id of an unrelated process now, which must never be taken for ours, or
+# killed by down.
+pid_alive() {
+  local pid
+  [[ -f "$D/$1.pid" ]] || return 1
+  pid="$(cat "$D/$1.pid")"
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -qF -- "$D/"
+}
+# any_alive: some process of the cluster in $D runs.
+any_alive() {
+  local s
+  for s in containerd etcd apiserver kcm sched kubelet; do pid_alive "$s" && return 0; done
+  return 1
+}
 KUBECTL=""
 kubectl_() { "$KUBECTL" --kubeconfig "$D/admin.kubeconfig" "$@"; }
 
@@ -361,7 +378,15 @@ up() {
     local other
     other="$(cat "$OWNER")"
     if [[ $other != "$D" ]]; then
-      die "a test cluster already runs from $other (E2E_CLUSTER_DIR=$other $0 down stops it)"
+      if (D=$other && any_alive); then
+        die "a test cluster already runs from $other (E2E_CLUSTER_DIR=$other $0 down stops it)"
+      fi
+      # The record outlived its cluster (a reboot, or a machine restored
+      # from a snapshot): none of its processes runs. Clean up what it may
+      # have left on the host, as its own down would, then go on.
+      log "$OWNER names $other, where nothing runs any more: cleaning it up first"
+      (D=$other && down_locked) || die "could not clean up after the cluster that ran from $other"
+      rm -f "$OWNER"
     fi
     if pid_alive apiserver && pid_alive kubelet && pid_alive containerd; then
       KUBECTL="$(envtest_dir)/kubectl"
@@ -447,9 +472,9 @@ stop() {
   for s in "$@"; do
     [[ -f "$D/$s.pid" ]] || continue
     p=$(cat "$D/$s.pid")
-    for ((i = 0; i < 75; i++)); do kill -0 "$p" 2>/dev/null || break; sleep 0.2; done
+    for ((i = 0; i < 75; i++)); do pid_alive "$s" || break; sleep 0.2; done
     ((i < 15)) || log "$s took $((i / 5)) s to stop"
-    if kill -0 "$p" 2>/dev/null; then
+    if pid_alive "$s"; then
       log "$s ($p) did not stop in 15 s: SIGKILL"
       kill -9 "$p" 2>/dev/null || true
     fi
@@ -461,7 +486,7 @@ stop() {
 shims() {
   local f cmd
   for f in /proc/[0-9]*/cmdline; do
-    cmd="$(tr '\0' ' ' <"$f" 2>/dev/null)" || continue
+    cmd="$(tr '\0' ' ' 2>/dev/null <"$f")" || continue
     [[ $cmd == *containerd-shim* && $cmd == *"-address $D/containerd/containerd.sock "* ]] && basename "$(dirname "$f")"
   done
   true
