@@ -278,13 +278,18 @@ func TestReverificationFindsOldBlobsAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.createSecret("late", map[string][]byte{"v": f.encrypt("alias/old", "PLAINTEXT-late", nil)}, "v")
-	kr = f.wait("r", "SourceKeysDrained False", func(kr *rekeyv1alpha1.KeyRotation) bool { return drained(kr) == metav1.ConditionFalse })
-	if v := kr.Status.Verification; v.BlobsUnderSourceKeys != 2 || v.SecretsUnderSourceKeys != 2 {
+	// A verification pass may fall between the two writes and count one
+	// blob: wait for the pass that sees both.
+	kr = f.wait("r", "SourceKeysDrained False, both old blobs counted", func(kr *rekeyv1alpha1.KeyRotation) bool {
+		return drained(kr) == metav1.ConditionFalse && kr.Status.Verification != nil && kr.Status.Verification.BlobsUnderSourceKeys == 2
+	})
+	if v := kr.Status.Verification; v.SecretsUnderSourceKeys != 2 {
 		t.Fatalf("verification: %+v", v)
 	}
-	if got := testutil.ToFloat64(metricSourceKeyBlobs.WithLabelValues(f.ns, "r")); got != 2 {
-		t.Fatalf("rekey_source_key_blobs = %v", got)
-	}
+	// The gauge is set by the reconcile that wrote the status, after it.
+	f.eventually("rekey_source_key_blobs = 2", func() bool {
+		return testutil.ToFloat64(metricSourceKeyBlobs.WithLabelValues(f.ns, "r")) == 2
+	})
 	f.eventually("a SourceKeyBlobsFound Event", func() bool { return len(f.events(ReasonSourceBlobsFound)) > 0 })
 	if kr.Status.Run.ID != first || kr.Status.Secrets != record || kr.Status.Phase != rekeyv1alpha1.PhaseSucceeded {
 		t.Fatalf("re-verification changed the run's record: %+v", kr.Status)
@@ -373,9 +378,11 @@ func TestUnreachableProviderShowsInConditions(t *testing.T) {
 	if got := kstatusOf(t, kr); got != status.InProgressStatus {
 		t.Fatalf("kstatus: %s", got)
 	}
-	if reconcileErrors(t) <= errs {
-		t.Fatal("the failing reconciles are not counted in controller_runtime_reconcile_errors_total")
-	}
+	// The reconcile that wrote the condition returns its error after the
+	// write: the counter follows.
+	a.f.eventually("the failing reconciles counted in controller_runtime_reconcile_errors_total", func() bool {
+		return reconcileErrors(t) > errs
+	})
 	a.f.clockOffset.Store(int64(2 * transientStallAfter))
 	kr = a.f.wait("r", "Stalled", func(kr *rekeyv1alpha1.KeyRotation) bool {
 		c := condition(kr, rekeyv1alpha1.ConditionStalled)
