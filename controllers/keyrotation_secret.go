@@ -21,7 +21,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -143,21 +142,7 @@ func failedSecret(s *corev1.Secret, key, reason, msg string) secretResult {
 // annotatedKeys returns the data keys the annotation names, sorted, whether
 // or not the Secret has them.
 func annotatedKeys(s *corev1.Secret) []string {
-	ann := strings.TrimSpace(s.Annotations[rekeyv1alpha1.EncryptedKeysAnnotation])
-	var keys []string
-	if ann == "*" {
-		for k := range s.Data {
-			keys = append(keys, k)
-		}
-	} else {
-		for k := range strings.SplitSeq(ann, ",") {
-			if k = strings.TrimSpace(k); k != "" && !slices.Contains(keys, k) {
-				keys = append(keys, k)
-			}
-		}
-	}
-	slices.Sort(keys)
-	return keys
+	return rekeyv1alpha1.EncryptedKeys(s.Annotations[rekeyv1alpha1.EncryptedKeysAnnotation], s.Data)
 }
 
 // dataKeys returns the annotated data keys, or an error naming one the
@@ -212,11 +197,8 @@ func (rn *run) contexts(s *corev1.Secret) (src, dst map[string]string, err error
 	src = rn.kr.Spec.SourceEncryptionContext
 	if len(src) == 0 {
 		if ann, ok := s.Annotations[rekeyv1alpha1.EncryptionContextAnnotation]; ok {
-			if err := json.Unmarshal([]byte(ann), &src); err != nil {
-				return nil, nil, fmt.Errorf("%s is not a JSON object of strings", rekeyv1alpha1.EncryptionContextAnnotation)
-			}
-			if _, empty := src[""]; empty {
-				return nil, nil, fmt.Errorf("%s has an empty key", rekeyv1alpha1.EncryptionContextAnnotation)
+			if src, err = rekeyv1alpha1.ParseEncryptionContext(ann); err != nil {
+				return nil, nil, err
 			}
 		}
 	}
