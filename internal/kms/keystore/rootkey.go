@@ -23,7 +23,9 @@ package keystore
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hkdf"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -36,6 +38,9 @@ import (
 // RootKey is the 256-bit key that wraps a keystore. It never prints itself.
 type RootKey struct {
 	aead cipher.AEAD
+	// prk is HKDF-SHA256's pseudorandom key extracted from the root key,
+	// for DeriveKey: the raw key itself is not kept.
+	prk []byte
 }
 
 // NewRootKey wraps 32 bytes of key.
@@ -51,7 +56,24 @@ func NewRootKey(raw []byte) (*RootKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &RootKey{aead: aead}, nil
+	prk, err := hkdf.Extract(sha256.New, raw, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &RootKey{aead: aead, prk: prk}, nil
+}
+
+// DeriveKey returns a 32-byte key for another purpose than wrapping the
+// keystore, derived from the root key with HKDF-SHA256 (RFC 5869, no salt)
+// and info naming that purpose ("rekey session credentials v1"). Every
+// process holding the same root key derives the same key; a new root key
+// derives a new one; no derived key reveals the root key or another
+// purpose's key.
+func (k *RootKey) DeriveKey(info string) ([]byte, error) {
+	if info == "" {
+		return nil, errors.New("a derived key needs an info string naming its purpose")
+	}
+	return hkdf.Expand(sha256.New, k.prk, info, 32)
 }
 
 // ParseRootKey reads a root key encoded as base64 (as
