@@ -78,9 +78,22 @@ func engineCommand(name, usage string, stderr io.Writer) (*flag.FlagSet, *engine
 	return fs, ef
 }
 
+// keyServiceCommand is engineCommand for a command that also works through
+// a KMS endpoint (--aws, --kms-endpoint).
+func keyServiceCommand(name, usage string, stderr io.Writer) (*flag.FlagSet, *keyServiceFlags) {
+	ks := &keyServiceFlags{}
+	fs := newFlagSet(name, stderr)
+	ks.bind(fs)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: "+usage)
+		fs.PrintDefaults()
+	}
+	return fs, ks
+}
+
 func runEncrypt(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	ec := contextFlag{}
-	fs, ef := engineCommand("encrypt", "rekey encrypt --key ID [--context k=v]... < plaintext > blob.b64", stderr)
+	fs, ks := keyServiceCommand("encrypt", "rekey encrypt --key ID [--context k=v]... [--keystore ... | --aws | --kms-endpoint URL] < plaintext > blob.b64", stderr)
 	key := fs.String("key", "", "key to encrypt under: key id, key ARN, alias name or alias ARN (required)")
 	fs.Var(ec, "context", "encryption context pair KEY=VALUE (repeatable)")
 	if err := parseFlags(fs, args); err != nil {
@@ -89,12 +102,15 @@ func runEncrypt(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	if *key == "" {
 		return fmt.Errorf("%w: --key is required", errUsage)
 	}
+	if err := ks.check(); err != nil {
+		return err
+	}
 	pt, err := readStdin(stdin)
 	if err != nil {
 		return err
 	}
 	defer clear(pt)
-	e, err := ef.open(ctx)
+	e, err := ks.open(ctx)
 	if err != nil {
 		return err
 	}
@@ -107,17 +123,20 @@ func runEncrypt(ctx context.Context, args []string, stdin io.Reader, stdout, std
 
 func runDecrypt(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	ec := contextFlag{}
-	fs, ef := engineCommand("decrypt", "rekey decrypt [--key ID] [--context k=v]... < blob.b64 > plaintext", stderr)
+	fs, ks := keyServiceCommand("decrypt", "rekey decrypt [--key ID] [--context k=v]... [--keystore ... | --aws | --kms-endpoint URL] < blob.b64 > plaintext", stderr)
 	key := fs.String("key", "", "optional: the key the blob must be under")
 	fs.Var(ec, "context", "encryption context pair KEY=VALUE (repeatable)")
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := ks.check(); err != nil {
 		return err
 	}
 	blob, err := readBlob(stdin)
 	if err != nil {
 		return err
 	}
-	e, err := ef.open(ctx)
+	e, err := ks.open(ctx)
 	if err != nil {
 		return err
 	}

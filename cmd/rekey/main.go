@@ -23,6 +23,7 @@ limitations under the License.
 //	rekey encrypt      encrypt stdin under a key
 //	rekey decrypt      decrypt a blob from stdin
 //	rekey reencrypt    re-encrypt a blob under another key or version
+//	rekey secret ...   write (or apply) a Secret manifest of encrypted values
 //	rekey kms serve    serve the engine over the AWS KMS JSON protocol
 //	rekey version      print the version (also rekey --version)
 package main
@@ -70,6 +71,7 @@ func commands() map[string]command {
 		{"encrypt", "encrypt stdin under a key; prints a base64 blob", runEncrypt},
 		{"decrypt", "decrypt a base64 blob from stdin", runDecrypt},
 		{"reencrypt", "re-encrypt a base64 blob from stdin under another key or version", runReEncrypt},
+		{"secret", "create: write (or apply) a Secret manifest of values encrypted under a key", runSecret},
 		{"kms", "serve the engine over the AWS KMS API (kms serve)", runKMS},
 		{"version", "print rekey's version", runVersion},
 	}
