@@ -25,7 +25,9 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/rekey-dev/rekey/internal/keypolicy"
 	"github.com/rekey-dev/rekey/internal/kms"
+	"github.com/rekey-dev/rekey/internal/podidentity"
 )
 
 // Policy says what each principal (an access key id of the credentials)
@@ -211,6 +213,9 @@ type grant struct {
 	allKeys bool
 	arns    map[string]bool // key ARNs
 	aliases []string        // alias names, resolved per request
+	// session is set for a session principal (pod identity): what it may
+	// do is in the keys' policy tags, not in the grant.
+	session *podidentity.Session
 }
 
 // compile turns the policy into grants, key ids made ARNs, alias ARNs made
@@ -278,6 +283,9 @@ func denied(id, op, key string) error {
 // the keys for the audit record: key ARNs where the request or the blob
 // named one, the names as given otherwise.
 func (s *Server) authorize(ctx context.Context, g *grant, op string, r keyRefs, keys []string) ([]string, error) {
+	if g.session != nil {
+		return s.authorizeSession(g, op, r, keys)
+	}
 	if !g.admin && (slices.Contains(AdminOperations, op) || !g.allOps && !g.ops[op]) {
 		return keys, denied(g.id, op, "")
 	}
@@ -331,6 +339,64 @@ func (s *Server) authorize(ctx context.Context, g *grant, op string, r keyRefs, 
 		return keys, denied(g.id, op, "")
 	}
 	return keys, nil
+}
+
+// authorizeSession decides for a session principal (a ServiceAccount):
+// only Decrypt, Encrypt, GenerateDataKey and
+// GenerateDataKeyWithoutPlaintext, and only on keys whose policy tag for
+// the operation (keypolicy.TagFor) lists the ServiceAccount or its
+// namespace — every key the request uses: the blob's for Decrypt, and the
+// KeyId it names (an alias stands for the key it points to now). A key or
+// alias that does not exist is a denial too, so nothing can be learned
+// about keys outside the principal's policy.
+func (s *Server) authorizeSession(g *grant, op string, r keyRefs, keys []string) ([]string, error) {
+	tag := keypolicy.TagFor(op)
+	if tag == "" {
+		return keys, sessionDenied(g.id, op, "")
+	}
+	ns, name := g.session.Namespace, g.session.Name
+	named := false
+	if r.hasBlob && len(r.blob) > 0 {
+		b, err := kms.ParseBlob(r.blob)
+		if err != nil {
+			return keys, err
+		}
+		named = true
+		arn, value, err := s.engine.KeyTag(b.KeyID, tag)
+		if err != nil {
+			arn = s.engine.KeyARN(b.KeyID)
+		}
+		keys = append(keys, arn)
+		if err != nil || !keypolicy.Allows(value, ns, name) {
+			return keys, sessionDenied(g.id, op, arn)
+		}
+	}
+	for _, ref := range r.refs {
+		if ref == "" {
+			continue
+		}
+		named = true
+		arn, value, err := s.engine.KeyTag(ref, tag)
+		if err != nil {
+			return append(keys, auditKey(ref)), sessionDenied(g.id, op, auditKey(ref))
+		}
+		keys = append(keys, arn)
+		if !keypolicy.Allows(value, ns, name) {
+			return keys, sessionDenied(g.id, op, auditKey(ref))
+		}
+	}
+	if !named {
+		return keys, sessionDenied(g.id, op, "")
+	}
+	return keys, nil
+}
+
+// sessionDenied is the AccessDeniedException for a session principal.
+func sessionDenied(principal, op, key string) error {
+	if key == "" {
+		return &kms.Error{Code: kms.CodeAccessDenied, Message: fmt.Sprintf("%s is not allowed to call %s", principal, op)}
+	}
+	return &kms.Error{Code: kms.CodeAccessDenied, Message: fmt.Sprintf("%s is not allowed to call %s on key %s", principal, op, key)}
 }
 
 // checker decides key by key for one request: the aliases of the grant

@@ -48,7 +48,9 @@ import (
 	"github.com/go-logr/logr"
 	jsoniter "github.com/json-iterator/go"
 
+	"github.com/rekey-dev/rekey/internal/keypolicy"
 	"github.com/rekey-dev/rekey/internal/kms"
+	"github.com/rekey-dev/rekey/internal/podidentity"
 )
 
 // json is a drop-in, faster encoding/json: the request decode dominated the
@@ -85,6 +87,10 @@ type Options struct {
 	Now func() time.Time
 	// Log receives one line per failed request (never request bodies).
 	Log logr.Logger
+	// PodIdentity, when set, serves GET /v1/credentials (Pods trade their
+	// ServiceAccount token for session credentials) and accepts session
+	// credentials, authorised by the keys' policy tags (keypolicy).
+	PodIdentity *PodIdentity
 }
 
 // Server is an http.Handler for the KMS JSON protocol.
@@ -98,6 +104,7 @@ type Server struct {
 	audit     *auditLog
 	log       logr.Logger
 	now       func() time.Time
+	pod       *podIdentity
 }
 
 // operation is one KMS operation: whether it is for admins, and how to
@@ -162,17 +169,26 @@ func New(engine *kms.Engine, o Options) *Server {
 	s := &Server{
 		engine:    engine,
 		verify:    &verifier{creds: o.Credentials, service: "kms", now: o.Now},
+		pod:       newPodIdentity(o.PodIdentity),
 		grants:    compilePolicy(o.Policy, engine, o.Credentials),
 		hosts:     hosts,
 		keyPrefix: engine.KeyARN(""),
 		log:       o.Log,
 		now:       o.Now,
 	}
+	if s.pod != nil {
+		s.verify.sessions = s.pod.Sessions
+	}
 	if o.Audit != nil {
 		s.audit = newAuditLog(o.Audit, o.Now)
 	}
 	ops := []operation{
-		op("CreateKey", e.CreateKey, func(*kms.CreateKeyInput) keyRefs { return keyRefs{} }),
+		op("CreateKey", func(ctx context.Context, in *kms.CreateKeyInput) (*kms.CreateKeyOutput, error) {
+			if err := checkPolicyTags(in.Tags); err != nil {
+				return nil, err
+			}
+			return e.CreateKey(ctx, in)
+		}, func(*kms.CreateKeyInput) keyRefs { return keyRefs{} }),
 		op("DescribeKey", e.DescribeKey, func(in *kms.DescribeKeyInput) keyRefs { return key(in.KeyID) }),
 		op("ListKeys", e.ListKeys, func(*kms.ListKeysInput) keyRefs { return keyRefs{} }),
 		op("CreateAlias", e.CreateAlias, func(in *kms.CreateAliasInput) keyRefs { return key(in.TargetKeyID) }),
@@ -197,7 +213,12 @@ func New(engine *kms.Engine, o Options) *Server {
 		op("CreateGrant", e.CreateGrant, func(in *kms.CreateGrantInput) keyRefs { return key(in.KeyID) }),
 		op("RetireGrant", e.RetireGrant, func(in *kms.RetireGrantInput) keyRefs { return key(in.KeyID) }),
 		op("ListGrants", e.ListGrants, func(in *kms.ListGrantsInput) keyRefs { return key(in.KeyID) }),
-		op("TagResource", e.TagResource, func(in *kms.TagResourceInput) keyRefs { return key(in.KeyID) }),
+		op("TagResource", func(ctx context.Context, in *kms.TagResourceInput) (*kms.Empty, error) {
+			if err := checkPolicyTags(in.Tags); err != nil {
+				return nil, err
+			}
+			return e.TagResource(ctx, in)
+		}, func(in *kms.TagResourceInput) keyRefs { return key(in.KeyID) }),
 		op("UntagResource", e.UntagResource, func(in *kms.UntagResourceInput) keyRefs { return key(in.KeyID) }),
 		op("ListResourceTags", e.ListResourceTags, func(in *kms.ListResourceTagsInput) keyRefs { return key(in.KeyID) }),
 	}
@@ -206,6 +227,19 @@ func New(engine *kms.Engine, o Options) *Server {
 		s.ops[o.name] = o
 	}
 	return s
+}
+
+// checkPolicyTags refuses a workload policy tag (keypolicy) whose value
+// does not parse: an admin's typo would otherwise grant nothing, silently.
+func checkPolicyTags(tags []kms.Tag) error {
+	for _, t := range tags {
+		if keypolicy.IsPolicyTag(t.TagKey) {
+			if _, err := keypolicy.Parse(t.TagValue); err != nil {
+				return &kms.Error{Code: kms.CodeValidation, Message: "tag " + t.TagKey + ": " + err.Error()}
+			}
+		}
+	}
+	return nil
 }
 
 // statusOf is the HTTP status AWS KMS uses for an error code.
@@ -245,6 +279,13 @@ func requestID() string {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec := auditRecord{start: s.now(), requestID: requestID(), remote: r.RemoteAddr}
 	w.Header().Set("X-Amzn-Requestid", rec.requestID)
+	if s.pod != nil && r.URL.Path == CredentialsPath {
+		s.serveCredentials(w, r, &rec)
+		if s.audit != nil {
+			s.audit.write(&rec)
+		}
+		return
+	}
 	bp := bodyPool.Get().(*[]byte)
 	out, err := s.serve(w, r, bp, &rec)
 	if err == nil {
@@ -288,11 +329,15 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, bp *[]byte, rec *
 		return nil, err
 	}
 	markRead(r)
-	akid, err := s.verify.verify(r, body)
+	var sess podidentity.Session
+	akid, isSession, err := s.verify.verifySession(r, body, &sess)
 	if err != nil {
 		return nil, err
 	}
 	rec.principal = akid
+	if isSession {
+		rec.principal = sess.Username()
+	}
 	target := r.Header.Get("X-Amz-Target")
 	opName, ok := strings.CutPrefix(target, targetPrefix)
 	if !ok {
@@ -308,7 +353,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, bp *[]byte, rec *
 		return nil, &kms.Error{Code: kms.CodeSerialization, Message: "Content-Type must be " + contentType}
 	}
 	g := s.grants[akid]
-	if g == nil {
+	switch {
+	case isSession:
+		g = &grant{id: rec.principal, session: &sess}
+	case g == nil:
 		g = &grant{id: akid} // authenticated, allowed nothing
 	}
 	out, keys, err := o.call(r.Context(), s, g, body, rec.keyBuf[:0])

@@ -21,6 +21,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -34,6 +35,7 @@ import (
 	"time"
 
 	"github.com/rekey-dev/rekey/internal/kms"
+	"github.com/rekey-dev/rekey/internal/podidentity"
 )
 
 // Credentials maps access key ids to secret access keys.
@@ -103,7 +105,11 @@ var requiredSignedHeaders = []string{"content-type", "host", "x-amz-date", "x-am
 
 // singleValued are the headers that may appear at most once: the server
 // reads the first value, the signature covers all of them joined.
-var singleValued = []string{"Authorization", "Content-Type", "X-Amz-Content-Sha256", "X-Amz-Date", "X-Amz-Target"}
+var singleValued = []string{"Authorization", "Content-Type", "X-Amz-Content-Sha256", "X-Amz-Date", "X-Amz-Security-Token", "X-Amz-Target"}
+
+// codeExpiredToken is AWS's error for session credentials past their
+// expiry (the SDKs know it; the engine has no use for it).
+const codeExpiredToken kms.ErrorCode = "ExpiredTokenException"
 
 // verifier checks AWS Signature Version 4 on requests. Hand-written because
 // the SDKs only sign; the SDK-driven tests prove it accepts what they send.
@@ -111,6 +117,9 @@ type verifier struct {
 	creds   Credentials
 	service string
 	now     func() time.Time
+	// sessions verifies session credentials (ASIA… access key ids with an
+	// X-Amz-Security-Token); nil accepts none.
+	sessions *podidentity.Sessions
 
 	mu   sync.RWMutex
 	keys map[signingKeyID]*signingKey // only keys that verified a signature
@@ -192,46 +201,62 @@ func validRegion(r string) bool {
 // Nothing keyed by what the client sent is stored unless the signature
 // verified.
 func (v *verifier) verify(r *http.Request, body []byte) (string, error) {
+	var sess podidentity.Session
+	akid, _, err := v.verifySession(r, body, &sess)
+	return akid, err
+}
+
+// verifySession is verify that also accepts session credentials: an
+// access key id made by v.sessions, with its session token in
+// X-Amz-Security-Token (a signed header, as every x-amz-* header must
+// be). The token is verified (its HMAC, the access key id made from it,
+// its expiry) before the secret derived from it checks the signature;
+// then *sess is the session and session is true.
+func (v *verifier) verifySession(r *http.Request, body []byte, sess *podidentity.Session) (akid string, session bool, err error) {
 	for _, name := range singleValued {
 		if len(r.Header[name]) > 1 {
-			return "", sigError(kms.CodeIncompleteSignature, "the request has more than one %s header", name)
+			return "", false, sigError(kms.CodeIncompleteSignature, "the request has more than one %s header", name)
 		}
 	}
 	h := r.Header.Get("Authorization")
 	if h == "" {
-		return "", sigError(kms.CodeMissingAuthToken, "the request is not signed (AWS Signature Version 4 is required)")
+		return "", false, sigError(kms.CodeMissingAuthToken, "the request is not signed (AWS Signature Version 4 is required)")
 	}
 	a, err := parseAuthorization(h)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
-	secret, ok := v.creds[a.akid]
-	if !ok {
-		return "", sigError(kms.CodeUnrecognizedClient, "the security token included in the request is invalid")
+	secret, isSession, err := v.secretFor(r, a.akid, sess)
+	if err != nil {
+		return "", false, err
 	}
 	if a.service != v.service {
-		return "", sigError(kms.CodeInvalidSignature, "credential scope names service %q, want %q", auditKey(a.service), v.service)
+		return "", false, sigError(kms.CodeInvalidSignature, "credential scope names service %q, want %q", auditKey(a.service), v.service)
 	}
 	amzDate := r.Header.Get("X-Amz-Date")
 	t, err := time.Parse(amzDateFmt, amzDate)
 	if err != nil {
-		return "", sigError(kms.CodeIncompleteSignature, "X-Amz-Date is missing or malformed")
+		return "", false, sigError(kms.CodeIncompleteSignature, "X-Amz-Date is missing or malformed")
 	}
 	if amzDate[:8] != a.date {
-		return "", sigError(kms.CodeInvalidSignature, "credential scope date does not match X-Amz-Date")
+		return "", false, sigError(kms.CodeInvalidSignature, "credential scope date does not match X-Amz-Date")
 	}
 	if d := v.now().Sub(t); d > maxClockSkew || d < -maxClockSkew {
-		return "", sigError(kms.CodeInvalidSignature, "signature expired: the request time is more than %v from the server's", maxClockSkew)
+		return "", false, sigError(kms.CodeInvalidSignature, "signature expired: the request time is more than %v from the server's", maxClockSkew)
 	}
 	for _, name := range requiredSignedHeaders {
 		if !slices.Contains(a.signedHeaders, name) {
-			return "", sigError(kms.CodeIncompleteSignature, "SignedHeaders must include %s", strings.Join(requiredSignedHeaders, ", "))
+			return "", false, sigError(kms.CodeIncompleteSignature, "SignedHeaders must include %s", strings.Join(requiredSignedHeaders, ", "))
 		}
 	}
 	for name := range r.Header {
 		if len(name) > 6 && strings.EqualFold(name[:6], "x-amz-") && !signedHeader(a.signedHeaders, name) {
-			return "", sigError(kms.CodeIncompleteSignature, "every x-amz-* header must be signed; %s is not", auditKey(name))
+			return "", false, sigError(kms.CodeIncompleteSignature, "every x-amz-* header must be signed; %s is not", auditKey(name))
 		}
+	}
+	if !isSession && r.Header.Get("X-Amz-Security-Token") != "" {
+		// A long-term access key has no session: AWS refuses the pair.
+		return "", false, sigError(kms.CodeUnrecognizedClient, "the security token included in the request is invalid")
 	}
 	hs := hashPool.Get().(*hashState)
 	defer hashPool.Put(hs)
@@ -239,7 +264,7 @@ func (v *verifier) verify(r *http.Request, body []byte) (string, error) {
 	var payloadHash [2 * sha256.Size]byte
 	hex.Encode(payloadHash[:], sum[:])
 	if ph := r.Header.Get("X-Amz-Content-Sha256"); ph != "" && ph != string(payloadHash[:]) {
-		return "", sigError(kms.CodeInvalidSignature, "X-Amz-Content-Sha256 does not match the body")
+		return "", false, sigError(kms.CodeInvalidSignature, "X-Amz-Content-Sha256 does not match the body")
 	}
 
 	// The canonical request, built in a pooled buffer and hashed once.
@@ -256,7 +281,7 @@ func (v *verifier) verify(r *http.Request, body []byte) (string, error) {
 	for _, name := range a.signedHeaders {
 		val, ok := headerValue(r, name)
 		if !ok {
-			return "", sigError(kms.CodeIncompleteSignature, "signed header %q is missing from the request", auditKey(name))
+			return "", false, sigError(kms.CodeIncompleteSignature, "signed header %q is missing from the request", auditKey(name))
 		}
 		b = append(append(append(append(b, name...), ':'), val...), '\n')
 	}
@@ -282,12 +307,37 @@ func (v *verifier) verify(r *http.Request, body []byte) (string, error) {
 	defer key.macs.Put(mac)
 	_, _ = mac.Write(b)
 	if !hmac.Equal(mac.Sum(hs.sum[:0]), a.signature) {
-		return "", sigError(kms.CodeInvalidSignature, "the request signature we calculated does not match the signature you provided")
+		return "", false, sigError(kms.CodeInvalidSignature, "the request signature we calculated does not match the signature you provided")
 	}
 	if !cached {
 		v.remember(id, key)
 	}
-	return a.akid, nil
+	return a.akid, isSession, nil
+}
+
+// secretFor returns the secret access key of akid: a long-term one from
+// the credentials, or a session's, derived from its verified token (then
+// *sess is the session).
+func (v *verifier) secretFor(r *http.Request, akid string, sess *podidentity.Session) (secret string, session bool, err error) {
+	secret, ok := v.creds[akid]
+	token := r.Header.Get("X-Amz-Security-Token")
+	switch {
+	case ok:
+		return secret, false, nil
+	case v.sessions == nil || !podidentity.IsSessionKeyID(akid):
+		return "", false, sigError(kms.CodeUnrecognizedClient, "the security token included in the request is invalid")
+	case token == "":
+		return "", false, sigError(kms.CodeUnrecognizedClient, "a session access key id needs its X-Amz-Security-Token")
+	}
+	s, secret, err := v.sessions.Verify(akid, token)
+	if errors.Is(err, podidentity.ErrExpired) {
+		return "", false, sigError(codeExpiredToken, "the security token included in the request is expired")
+	}
+	if err != nil {
+		return "", false, sigError(kms.CodeUnrecognizedClient, "the security token included in the request is invalid")
+	}
+	*sess = s
+	return secret, true, nil
 }
 
 // signedHeader reports whether the canonical header name (X-Amz-Foo) is in
