@@ -72,6 +72,19 @@ func TestSecretCreateApply(t *testing.T) {
 		t.Fatalf("managed fields %+v", s.ManagedFields)
 	}
 
+	// The README's way to read a value back: kubectl's base64 of the blob
+	// into rekey decrypt.
+	kubectl := filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl")
+	if fileExists(kubectl) {
+		b64, err := exec.Command(kubectl, "get", "secret", "db", "-n", ns, "-o", "jsonpath={.data.password}").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pt := c.ok(string(b64), "decrypt", "--context", "app=billing"); pt != "first" {
+			t.Fatalf("kubectl get | rekey decrypt: %d bytes", len(pt))
+		}
+	}
+
 	// Its own Secret: updated, and a data key no longer given is gone.
 	out, errOut, code = apply("--from-literal", "password=second")
 	if code != 0 || !strings.HasPrefix(out, "secret/db updated") {
@@ -110,7 +123,7 @@ func TestSecretCreateApply(t *testing.T) {
 
 	// stdout's manifest, applied by kubectl (server-side dry run: the
 	// apiserver validates it).
-	if kubectl := filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl"); fileExists(kubectl) {
+	if fileExists(kubectl) {
 		manifest, errOut, code := c.secretCreate("", "printed", "--namespace", ns, "--key", "alias/app-2025", "--context", "app=billing",
 			"--from-literal", "password=p", "--label", "team=billing")
 		if code != 0 {
@@ -123,6 +136,16 @@ func TestSecretCreateApply(t *testing.T) {
 		}
 	} else {
 		t.Logf("no kubectl in KUBEBUILDER_ASSETS: the printed manifest is not applied by kubectl")
+	}
+
+	// Without --namespace: the kubeconfig context's namespace, here none,
+	// so default.
+	out, errOut, code = c.secretCreate("", "rekey-secret-create-test", "--key", "alias/app-2025", "--from-literal", "a=b", "--apply")
+	if code != 0 || out != "secret/rekey-secret-create-test created in namespace default (rekey.dev/encrypted-keys: a)\n" {
+		t.Fatalf("--apply without --namespace: exit %d, stdout %q, stderr %s", code, out, errOut)
+	}
+	if err := env.Client.Delete(ctx, getSecret(t, "default", "rekey-secret-create-test")); err != nil {
+		t.Fatal(err)
 	}
 
 	// The controller rotates what --apply wrote: the annotated keys, under
