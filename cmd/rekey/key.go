@@ -26,6 +26,7 @@ import (
 	"text/tabwriter"
 
 	rekeyv1alpha1 "github.com/rekey-dev/rekey/api/v1alpha1"
+	"github.com/rekey-dev/rekey/internal/keypolicy"
 	"github.com/rekey-dev/rekey/internal/kms"
 )
 
@@ -34,8 +35,12 @@ const keyUsage = `usage: rekey key <subcommand> [flags]
   create   [--description D] [--alias alias/NAME] [--allow-namespace NS]...
                                                     create a key; prints its ARN
   allow    KEY NAMESPACE...                         let KeyRotations in these namespaces use the key ("*": all)
-  describe KEY                                      print the key's metadata as JSON
-  list                                              list keys with state and aliases
+  grant    KEY --operations OPS NS[/SA]...          let Pods of these namespaces (or only these ServiceAccounts)
+                                                    call OPS with the key through kms serve --pod-identity;
+                                                    OPS: decrypt, encrypt, generate-data-key (comma-separated)
+  revoke   KEY [--operations OPS] NS[/SA]...        take those entries out again (default: every operation)
+  describe KEY                                      print the key's metadata and tags as JSON
+  list                                              list keys with state, aliases and workload policy
   rotate   KEY                                      add a backing-key version (RotateKeyOnDemand)
   rotations KEY                                     list the key's rotations
   alias    alias/NAME KEY                           point an alias at a key (create or update)
@@ -59,16 +64,22 @@ func runKey(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 	ef.bind(fs)
 	var description, alias *string
 	var namespaces listFlag
+	var operations string
+	if isPolicySub(sub) {
+		fs.StringVar(&operations, "operations", "", "comma-separated: "+strings.Join(keypolicy.OperationNames, ", ")+
+			" (revoke: default all)")
+	}
 	if sub == "create" {
 		description = fs.String("description", "", "key description")
 		alias = fs.String("alias", "", "alias to create for the key, alias/NAME")
 		fs.Var(&namespaces, "allow-namespace", "namespace whose KeyRotations may use the key (repeatable; \"*\" for all)")
 	}
-	if err := parseFlags(fs, args); err != nil {
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
 		return err
 	}
-	pos := fs.Args()
-	want := map[string]int{"create": 0, "describe": 1, "list": 0, "rotate": 1, "rotations": 1, "alias": 2, "disable": 1, "enable": 1, "allow": -2}
+	want := map[string]int{"create": 0, "describe": 1, "list": 0, "rotate": 1, "rotations": 1, "alias": 2, "disable": 1, "enable": 1, "allow": -2,
+		subGrant: -2, subRevoke: -2}
 	n, known := want[sub]
 	if !known {
 		fmt.Fprintln(stderr, keyUsage)
@@ -80,6 +91,12 @@ func runKey(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 	if n >= 0 && len(pos) != n {
 		return fmt.Errorf("%w: key %s takes %d argument(s), got %d (see rekey key --help)", errUsage, sub, n, len(pos))
 	}
+	var change *policyChange
+	if isPolicySub(sub) {
+		if change, err = parsePolicyChange(sub, operations, pos[1:]); err != nil {
+			return err
+		}
+	}
 	e, err := ef.open(ctx)
 	if err != nil {
 		return err
@@ -88,25 +105,11 @@ func runKey(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 	case "create":
 		return createKey(ctx, e, *description, *alias, namespaces, stdout)
 	case "describe":
-		out, err := e.DescribeKey(ctx, &kms.DescribeKeyInput{KeyID: pos[0]})
-		if err != nil {
-			return err
-		}
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(out.KeyMetadata)
+		return describeKey(ctx, e, pos[0], stdout)
 	case "list":
 		return listKeys(ctx, e, stdout)
 	case "rotate":
-		if _, err := e.RotateKeyOnDemand(ctx, &kms.KeyIDInput{KeyID: pos[0]}); err != nil {
-			return err
-		}
-		d, err := e.DescribeKey(ctx, &kms.DescribeKeyInput{KeyID: pos[0]})
-		if err != nil {
-			return err
-		}
-		_, err = fmt.Fprintf(stdout, "%s now encrypts with key material %s\n", d.KeyMetadata.Arn, d.KeyMetadata.CurrentKeyMaterialID)
-		return err
+		return rotateKey(ctx, e, pos[0], stdout)
 	case "rotations":
 		out, err := e.ListKeyRotations(ctx, &kms.ListKeyRotationsInput{KeyID: pos[0]})
 		if err != nil {
@@ -134,6 +137,8 @@ func runKey(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 		return err
 	case "allow":
 		return allowNamespaces(ctx, e, pos[0], pos[1:], stdout)
+	case subGrant, subRevoke:
+		return changePolicy(ctx, e, pos[0], change, stdout)
 	case "disable":
 		_, err := e.DisableKey(ctx, &kms.KeyIDInput{KeyID: pos[0]})
 		return err
@@ -141,6 +146,37 @@ func runKey(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 		_, err := e.EnableKey(ctx, &kms.KeyIDInput{KeyID: pos[0]})
 		return err
 	}
+}
+
+// rotateKey adds a backing-key version and says which one encrypts now.
+func rotateKey(ctx context.Context, e *kms.Engine, key string, stdout io.Writer) error {
+	if _, err := e.RotateKeyOnDemand(ctx, &kms.KeyIDInput{KeyID: key}); err != nil {
+		return err
+	}
+	d, err := e.DescribeKey(ctx, &kms.DescribeKeyInput{KeyID: key})
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(stdout, "%s now encrypts with key material %s\n", d.KeyMetadata.Arn, d.KeyMetadata.CurrentKeyMaterialID)
+	return err
+}
+
+// describeKey prints a key's metadata and its tags as one JSON object.
+func describeKey(ctx context.Context, e *kms.Engine, key string, stdout io.Writer) error {
+	out, err := e.DescribeKey(ctx, &kms.DescribeKeyInput{KeyID: key})
+	if err != nil {
+		return err
+	}
+	tags, err := keyTags(ctx, e, key)
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(struct {
+		*kms.KeyMetadata
+		Tags map[string]string `json:"Tags"`
+	}{out.KeyMetadata, tags})
 }
 
 func listKeys(ctx context.Context, e *kms.Engine, stdout io.Writer) error {
@@ -159,7 +195,7 @@ func listKeys(ctx context.Context, e *kms.Engine, stdout io.Writer) error {
 		marker = out.NextMarker
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "KEY ID\tSTATE\tALIASES\tDESCRIPTION")
+	fmt.Fprintln(tw, "KEY ID\tSTATE\tALIASES\tWORKLOADS\tDESCRIPTION")
 	for marker := ""; ; {
 		out, err := e.ListKeys(ctx, &kms.ListKeysInput{Marker: marker})
 		if err != nil {
@@ -170,7 +206,12 @@ func listKeys(ctx context.Context, e *kms.Engine, stdout io.Writer) error {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", k.KeyID, d.KeyMetadata.KeyState, strings.Join(aliases[k.KeyID], ","), d.KeyMetadata.Description)
+			tags, err := keyTags(ctx, e, k.KeyID)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k.KeyID, d.KeyMetadata.KeyState, strings.Join(aliases[k.KeyID], ","),
+				workloadsColumn(tags), d.KeyMetadata.Description)
 		}
 		if !out.Truncated {
 			break

@@ -32,16 +32,19 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	authenticationv1 "k8s.io/client-go/kubernetes/typed/authentication/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/rekey-dev/rekey/internal/kms"
 	"github.com/rekey-dev/rekey/internal/kms/awsapi"
 	"github.com/rekey-dev/rekey/internal/kms/keystore"
+	"github.com/rekey-dev/rekey/internal/podidentity"
 )
 
 const kmsUsage = `usage: rekey kms serve --listen ADDR --keystore FILE --root-key-file FILE --credentials-file FILE
                        [--policy-file FILE] [--audit-log FILE] [--tls-cert-file FILE --tls-key-file FILE]
+                       [--pod-identity [--token-audience rekey] [--session-duration 15m]]
 
 Serves the embedded engine over the AWS KMS JSON protocol, so AWS SDKs and
 the AWS CLI work against it (endpoint URL https://ADDR, or http://ADDR on
@@ -50,7 +53,15 @@ credentials file, one "ACCESS_KEY_ID SECRET_ACCESS_KEY" a line, and is
 authorised by the policy file: which operations on which keys each access
 key may call (docs/kms.md). Without a policy file the credentials file must
 hold one pair, and it is an admin. Every request is written to the audit
-log, one JSON line each. Plain HTTP is refused on a non-loopback address.`
+log, one JSON line each. Plain HTTP is refused on a non-loopback address.
+
+With --pod-identity, Pods trade their ServiceAccount token (audience
+--token-audience) for session credentials at GET /v1/credentials (the AWS
+container-credentials protocol), checked with a TokenReview through the
+kubeconfig or the in-cluster config; a session may call Decrypt, Encrypt
+and GenerateDataKey on the keys whose rekey.dev/decrypt, rekey.dev/encrypt
+and rekey.dev/generate-data-key tags list its namespace or ServiceAccount
+(rekey key grant). --credentials-file is then optional.`
 
 // hostsFlag collects a repeatable, comma-separated flag of host names.
 type hostsFlag []string
@@ -89,13 +100,17 @@ type kmsServeFlags struct {
 	refresh               time.Duration
 	gcPercent             int
 	memoryLimitMiB        int64
+	podIdentity           bool
+	tokenAudience         string
+	sessionDuration       time.Duration
 }
 
 func (f *kmsServeFlags) bind(fs *flag.FlagSet) {
 	f.engine.bind(fs)
 	fs.StringVar(&f.listen, "listen", "127.0.0.1:8300", "address to listen on (loopback by default; port 0 picks a free one); "+
 		"any other address needs --tls-cert-file and --tls-key-file")
-	fs.StringVar(&f.credsFile, "credentials-file", "", "file of ACCESS_KEY_ID SECRET_ACCESS_KEY pairs whose signatures are accepted (required)")
+	fs.StringVar(&f.credsFile, "credentials-file", "", "file of ACCESS_KEY_ID SECRET_ACCESS_KEY pairs whose signatures are accepted "+
+		"(required unless --pod-identity)")
 	fs.StringVar(&f.policyFile, "policy-file", "", "JSON file saying which operations on which keys each access key may call (docs/kms.md); "+
 		"without it the credentials file must hold one pair, which is an admin")
 	fs.StringVar(&f.auditLog, "audit-log", "-", "where to append the audit log, one JSON line per request (- is stdout)")
@@ -108,14 +123,31 @@ func (f *kmsServeFlags) bind(fs *flag.FlagSet) {
 	fs.DurationVar(&f.refresh, "refresh-interval", time.Second, "how often to pick up keystore changes made by other processes")
 	fs.IntVar(&f.gcPercent, "gc-percent", 400, "Go GC target for this server when GOGC is not set: its live heap is a few MiB, "+
 		"so a higher target trades a few MiB for less CPU per request (docs/benchmarks.md)")
+	fs.BoolVar(&f.podIdentity, "pod-identity", false, "serve GET /v1/credentials on the same listener: Pods trade a ServiceAccount token "+
+		"(checked with a TokenReview) for session credentials, authorised by the keys' rekey.dev/decrypt, -encrypt and "+
+		"-generate-data-key tags (docs/kms.md)")
+	fs.StringVar(&f.tokenAudience, "token-audience", "rekey", "with --pod-identity: the audience a ServiceAccount token must be issued for")
+	fs.DurationVar(&f.sessionDuration, "session-duration", 15*time.Minute, "with --pod-identity: how long issued credentials last "+
+		"(1m to 1h), never past the token's own expiry")
 	fs.Int64Var(&f.memoryLimitMiB, "memory-limit-mib", 64, "Go soft memory limit when GOMEMLIMIT is not set: the GC works harder "+
 		"near it instead of letting --gc-percent's headroom grow with what clients make the server hold (0: none)")
 }
 
 // check refuses flag combinations that cannot be served safely.
 func (f *kmsServeFlags) check(ctx context.Context) error {
-	if f.credsFile == "" {
-		return fmt.Errorf("%w: --credentials-file is required", errUsage)
+	if f.credsFile == "" && !f.podIdentity {
+		return fmt.Errorf("%w: --credentials-file is required (or --pod-identity)", errUsage)
+	}
+	if f.credsFile == "" && f.policyFile != "" {
+		return fmt.Errorf("%w: --policy-file says what the access keys of --credentials-file may do: give both", errUsage)
+	}
+	if f.podIdentity {
+		if f.sessionDuration < time.Minute || f.sessionDuration > podidentity.MaxDuration {
+			return fmt.Errorf("%w: --session-duration must be between 1m and %v, got %v", errUsage, podidentity.MaxDuration, f.sessionDuration)
+		}
+		if f.tokenAudience == "" {
+			return fmt.Errorf("%w: --token-audience must not be empty", errUsage)
+		}
 	}
 	if (f.certFile == "") != (f.keyFile == "") {
 		return fmt.Errorf("%w: --tls-cert-file and --tls-key-file go together", errUsage)
@@ -186,6 +218,9 @@ func runKMSServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 			log.Info("no --policy-file: the only access key is an admin", "accessKeyId", id)
 		}
 	}
+	if f.credsFile == "" {
+		log.Info("no --credentials-file: only Pods' session credentials are accepted; manage keys with rekey key on the keystore")
+	}
 	limits := awsapi.DefaultLimits()
 	limits.MaxConnections = awsapi.FitConnectionLimit(f.maxConns)
 	if limits.MaxConnections < f.maxConns {
@@ -199,7 +234,17 @@ func runKMSServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 		_ = ln.Close()
 		return fmt.Errorf("%w: %s is not a loopback address: serve TLS (--tls-cert-file, --tls-key-file)", errUsage, ln.Addr())
 	}
-	handler := awsapi.New(e, awsapi.Options{Credentials: creds, Policy: policy, Hosts: f.hosts, Audit: audit, Log: log.WithName("kms")})
+	pod, err := f.podIdentityOptions(creds)
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	if pod != nil {
+		log.Info("pod identity: serving session credentials", "path", awsapi.CredentialsPath, "audience", f.tokenAudience,
+			"sessionDuration", f.sessionDuration)
+	}
+	handler := awsapi.New(e, awsapi.Options{Credentials: creds, Policy: policy, Hosts: f.hosts, Audit: audit, Log: log.WithName("kms"),
+		PodIdentity: pod})
 	srv := awsapi.NewHTTPServer(handler, limits, tlsConfig, log.WithName("http"))
 	scheme := "http"
 	if tlsConfig != nil {
@@ -233,9 +278,54 @@ func checkSecretFile(name, path string, stderr io.Writer) error {
 	return nil
 }
 
+// podIdentityOptions sets up pod identity when --pod-identity is given:
+// the TokenReview client (through the kubeconfig or the in-cluster
+// config) and the session key, derived from the root key. A static access
+// key id that looks like a session's is refused: it would be ambiguous.
+func (f *kmsServeFlags) podIdentityOptions(creds awsapi.Credentials) (*awsapi.PodIdentity, error) {
+	if !f.podIdentity {
+		return nil, nil
+	}
+	for id := range creds {
+		if podidentity.IsSessionKeyID(id) {
+			return nil, fmt.Errorf("%w: %s: access key id %s has the form of a session's (%s and 20 characters): rename it",
+				errUsage, f.credsFile, id, podidentity.KeyIDPrefix)
+		}
+	}
+	root, err := f.engine.rootKey()
+	if err != nil {
+		return nil, err
+	}
+	key, err := root.DeriveKey(podidentity.SessionKeyInfo)
+	if err != nil {
+		return nil, err
+	}
+	sessions, err := podidentity.NewSessions(key, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return nil, fmt.Errorf("--pod-identity checks tokens with the kube-apiserver and needs a kubeconfig or the in-cluster config: %w", err)
+	}
+	reviews, err := authenticationv1.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &awsapi.PodIdentity{
+		Reviewer: &podidentity.Reviewer{Reviews: reviews.TokenReviews(), Audience: f.tokenAudience},
+		Sessions: sessions,
+		Duration: f.sessionDuration,
+	}, nil
+}
+
 // access reads the credentials and the policy. Without a policy the
-// credentials must be one pair: it is an admin.
+// credentials must be one pair: it is an admin. With --pod-identity and
+// no credentials file there are none.
 func (f *kmsServeFlags) access() (awsapi.Credentials, *awsapi.Policy, error) {
+	if f.credsFile == "" {
+		return awsapi.Credentials{}, nil, nil
+	}
 	creds, err := awsapi.ReadCredentialsFile(f.credsFile)
 	if err != nil {
 		return nil, nil, err
