@@ -157,37 +157,6 @@ func dataKeys(s *corev1.Secret) ([]string, error) {
 	return keys, nil
 }
 
-// Placeholders an encryption context value in the spec may hold: they bind
-// each blob to the Secret and data key it lives in.
-const (
-	placeholderNamespace = "{namespace}"
-	placeholderName      = "{name}"
-	placeholderKey       = "{key}"
-)
-
-func templated(ec map[string]string) bool {
-	for _, v := range ec {
-		if strings.Contains(v, placeholderNamespace) || strings.Contains(v, placeholderName) || strings.Contains(v, placeholderKey) {
-			return true
-		}
-	}
-	return false
-}
-
-// expand fills a context's placeholders for one blob; a context without
-// placeholders is returned as it is.
-func expand(ec map[string]string, s *corev1.Secret, key string) map[string]string {
-	if !templated(ec) {
-		return ec
-	}
-	r := strings.NewReplacer(placeholderNamespace, s.Namespace, placeholderName, s.Name, placeholderKey, key)
-	out := make(map[string]string, len(ec))
-	for k, v := range ec {
-		out[k] = r.Replace(v)
-	}
-	return out
-}
-
 // contexts returns the source and destination encryption contexts: the
 // spec's, else the Secret's annotation; the destination defaults to the
 // source. Spec values may hold {namespace}, {name} and {key}, filled per
@@ -211,7 +180,8 @@ func (rn *run) contexts(s *corev1.Secret) (src, dst map[string]string, err error
 
 // blobContexts returns one blob's source and destination contexts.
 func blobContexts(src, dst map[string]string, s *corev1.Secret, key string) (map[string]string, map[string]string) {
-	bsrc, bdst := expand(src, s, key), expand(dst, s, key)
+	bsrc := rekeyv1alpha1.ExpandEncryptionContext(src, s.Namespace, s.Name, key)
+	bdst := rekeyv1alpha1.ExpandEncryptionContext(dst, s.Namespace, s.Name, key)
 	if kms.SameContext(src, dst) {
 		bdst = bsrc
 	}

@@ -1,0 +1,602 @@
+/*
+Copyright 2026 The rekey Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package manifests re-encrypts the ciphertext blobs of annotated Secret
+// manifests in YAML files — where Git holds the truth — and checks which
+// blobs are still under a source key.
+//
+// A file is changed only where a blob is: each blob's scalar is replaced
+// in the file's bytes, in the quoting style it had, and nothing else is
+// rewritten, so comments, key order, indentation and every other document
+// stay byte for byte (git diff shows the blobs and nothing else). The
+// result is parsed again and compared with what was meant before it is
+// returned. The rules are a KeyRotation's: the same annotations
+// (rekey.dev/encrypted-keys, rekey.dev/encryption-context), the same
+// contexts and placeholders, and the same checks of the key service's
+// answer (the returned SourceKeyId must be a declared source key, the
+// KeyId the destination), and a Secret whose blobs do not all re-encrypt
+// is left as it was.
+package manifests
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"unicode/utf8"
+
+	"go.yaml.in/yaml/v3"
+
+	rekeyv1alpha1 "github.com/rekey-dev/rekey/api/v1alpha1"
+	"github.com/rekey-dev/rekey/internal/kms"
+)
+
+// KeyService is what re-encrypting needs of a key service: the embedded
+// engine's provider and the AWS provider both have it.
+type KeyService interface {
+	// DescribeKey resolves a key named in any form to its ARN.
+	DescribeKey(ctx context.Context, keyID string) (arn, currentMaterial string, err error)
+	ReEncrypt(ctx context.Context, in *kms.ReEncryptInput) (*kms.ReEncryptOutput, error)
+}
+
+// Inspector reads which key and version a blob is under without a call
+// (rekey's own blob format). Without one, every blob goes to ReEncrypt and
+// the answer's SourceKeyId says where it was.
+type Inspector interface {
+	InspectBlob(blob []byte) (kms.BlobKey, error)
+}
+
+// Outcome is what became of one blob.
+type Outcome string
+
+const (
+	// Rotated: re-encrypted under the destination key (or, in a check,
+	// would be: it is under a source key).
+	Rotated Outcome = "Rotated"
+	// UnderSource: a check found it under a source key.
+	UnderSource Outcome = "UnderSourceKey"
+	// Current: already under the destination key's current version.
+	Current Outcome = "Current"
+	// Unknown: a check could not tell (an opaque blob under the
+	// destination key, when the destination is also a source).
+	Unknown Outcome = "Unknown"
+	// Failed: not re-encrypted; Reason says why. The Secret is unchanged.
+	Failed Outcome = "Failed"
+)
+
+// Finding is one blob's outcome.
+type Finding struct {
+	Path      string
+	Line      int
+	Namespace string
+	Secret    string
+	Field     string // data or stringData
+	Key       string
+	Outcome   Outcome
+	Reason    string
+	Message   string
+}
+
+func (f Finding) String() string {
+	s := fmt.Sprintf("%s:%d: Secret %s, %s.%s: %s", f.Path, f.Line, secretName(f.Namespace, f.Secret), f.Field, f.Key, f.Outcome)
+	if f.Reason != "" {
+		s += " (" + f.Reason + ")"
+	}
+	if f.Message != "" {
+		s += ": " + f.Message
+	}
+	return s
+}
+
+func secretName(ns, name string) string {
+	if ns == "" {
+		return name
+	}
+	return ns + "/" + name
+}
+
+// Rotation says which keys blobs move between, as a KeyRotation's spec
+// does. Call Resolve before Reencrypt or Check.
+type Rotation struct {
+	Keys      KeyService
+	Inspector Inspector // optional
+
+	SourceKeyIDs                 []string
+	DestinationKeyID             string
+	SourceEncryptionContext      map[string]string
+	DestinationEncryptionContext map[string]string
+	GrantTokens                  []string
+
+	sources map[string]bool // key ARNs
+	dest    string          // key ARN
+}
+
+// Resolve pins the source and destination keys to their ARNs.
+func (r *Rotation) Resolve(ctx context.Context) error {
+	if len(r.SourceKeyIDs) == 0 || r.DestinationKeyID == "" {
+		return errors.New("a source key and a destination key are needed")
+	}
+	r.sources = map[string]bool{}
+	for _, id := range r.SourceKeyIDs {
+		arn, _, err := r.Keys.DescribeKey(ctx, id)
+		if err != nil {
+			return fmt.Errorf("source key %s: %w", id, err)
+		}
+		r.sources[arn] = true
+	}
+	arn, _, err := r.Keys.DescribeKey(ctx, r.DestinationKeyID)
+	if err != nil {
+		return fmt.Errorf("destination key %s: %w", r.DestinationKeyID, err)
+	}
+	r.dest = arn
+	return nil
+}
+
+// ErrLayout is a blob written in a way this package does not rewrite in
+// place (a block scalar, a value over several lines): nothing is written.
+var ErrLayout = errors.New("unsupported layout")
+
+// Reencrypt re-encrypts the blobs of every annotated Secret in src (the
+// contents of the file at path, a stream of YAML documents) and returns
+// the new contents — src itself when nothing changed — and one Finding
+// per blob. Failed blobs leave their Secret unchanged; an error means
+// nothing may be written.
+func (r *Rotation) Reencrypt(ctx context.Context, path string, src []byte) ([]byte, []Finding, error) {
+	return r.run(ctx, path, src, false)
+}
+
+// Check reports every blob's outcome without changing anything: which are
+// still under a source key (UnderSource).
+func (r *Rotation) Check(ctx context.Context, path string, src []byte) ([]Finding, error) {
+	_, fs, err := r.run(ctx, path, src, true)
+	return fs, err
+}
+
+// blob is one annotated value of a Secret document.
+type blob struct {
+	finding Finding
+	node    *yaml.Node
+	raw     []byte
+	src     map[string]string
+	dst     map[string]string
+}
+
+// edit replaces src[off:off+n] with text.
+type edit struct {
+	off, n int
+	text   string
+}
+
+func (r *Rotation) run(ctx context.Context, path string, src []byte, check bool) ([]byte, []Finding, error) {
+	if r.sources == nil {
+		return nil, nil, errors.New("manifests: Resolve was not called")
+	}
+	docs, err := decodeAll(src)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	lines := lineStarts(src)
+	var findings []Finding
+	var edits []edit
+	for _, doc := range docs {
+		blobs, fs, err := r.secretBlobs(path, doc, src, lines, check)
+		findings = append(findings, fs...)
+		if err != nil {
+			return nil, nil, err
+		}
+		if len(blobs) == 0 {
+			continue
+		}
+		var secretEdits []edit
+		failed := false
+		for i := range blobs {
+			b := &blobs[i]
+			text, err := r.one(ctx, b, check)
+			if err != nil {
+				return nil, nil, err
+			}
+			if b.finding.Outcome == Failed {
+				failed = true
+			}
+			if text != "" {
+				e, err := scalarEdit(src, lines, b.node, text)
+				if err != nil {
+					return nil, nil, fmt.Errorf("%s:%d: Secret %s, %s.%s: %w", path, b.node.Line,
+						secretName(b.finding.Namespace, b.finding.Secret), b.finding.Field, b.finding.Key, err)
+				}
+				secretEdits = append(secretEdits, e)
+			}
+		}
+		for i := range blobs {
+			b := &blobs[i]
+			if failed && b.finding.Outcome == Rotated && !check {
+				// A Secret changes whole or not at all.
+				b.finding.Outcome, b.finding.Reason = Failed, "OtherBlobFailed"
+				b.finding.Message = "not written: another blob of this Secret failed"
+			}
+			findings = append(findings, b.finding)
+		}
+		if !failed {
+			edits = append(edits, secretEdits...)
+		}
+	}
+	if check || len(edits) == 0 {
+		return src, findings, nil
+	}
+	out := apply(src, edits)
+	if err := sameButBlobs(src, out, edits); err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return out, findings, nil
+}
+
+// decodeAll parses a stream of YAML documents.
+func decodeAll(src []byte) ([]*yaml.Node, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(src))
+	var docs []*yaml.Node
+	for {
+		var n yaml.Node
+		err := dec.Decode(&n)
+		if errors.Is(err, io.EOF) {
+			return docs, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		docs = append(docs, &n)
+	}
+}
+
+// field returns the value node of key in a mapping node.
+func field(m *yaml.Node, key string) *yaml.Node {
+	if m == nil || m.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Kind == yaml.ScalarNode && m.Content[i].Value == key {
+			return m.Content[i+1]
+		}
+	}
+	return nil
+}
+
+func scalar(m *yaml.Node, key string) string {
+	if n := field(m, key); n != nil && n.Kind == yaml.ScalarNode {
+		return n.Value
+	}
+	return ""
+}
+
+// secretBlobs finds the annotated blobs of one document, when it is a
+// Secret manifest carrying rekey.dev/encrypted-keys. Unless check, a blob
+// that cannot be replaced in place is an error.
+func (r *Rotation) secretBlobs(path string, doc *yaml.Node, file []byte, lines []int, check bool) ([]blob, []Finding, error) {
+	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
+		return nil, nil, nil
+	}
+	root := doc.Content[0]
+	if scalar(root, "kind") != "Secret" || scalar(root, "apiVersion") != "v1" {
+		return nil, nil, nil
+	}
+	meta := field(root, "metadata")
+	ann := field(meta, "annotations")
+	keysAnn := field(ann, rekeyv1alpha1.EncryptedKeysAnnotation)
+	if keysAnn == nil {
+		return nil, nil, nil
+	}
+	ns, name := scalar(meta, "namespace"), scalar(meta, "name")
+	values := map[string]*yaml.Node{}
+	fieldOf := map[string]string{}
+	present := map[string][]byte{}
+	for _, f := range []string{"data", "stringData"} {
+		m := field(root, f)
+		if m == nil || m.Kind != yaml.MappingNode {
+			continue
+		}
+		for i := 0; i+1 < len(m.Content); i += 2 {
+			k := m.Content[i].Value
+			values[k], fieldOf[k], present[k] = m.Content[i+1], f, nil
+		}
+	}
+	base := Finding{Path: path, Line: keysAnn.Line, Namespace: ns, Secret: name}
+	fail := func(key, reason, msg string) Finding {
+		f := base
+		f.Key, f.Field, f.Outcome, f.Reason, f.Message = key, cmpOr(fieldOf[key], "data"), Failed, reason, msg
+		return f
+	}
+	var src, dst map[string]string
+	if len(r.SourceEncryptionContext) > 0 {
+		src = r.SourceEncryptionContext
+	} else if c := field(ann, rekeyv1alpha1.EncryptionContextAnnotation); c != nil {
+		ec, err := rekeyv1alpha1.ParseEncryptionContext(c.Value)
+		if err != nil {
+			return nil, []Finding{fail("", "InvalidEncryptionContext", err.Error())}, nil
+		}
+		src = ec
+	}
+	dst = r.DestinationEncryptionContext
+	if len(dst) == 0 {
+		dst = src
+	}
+	if ns == "" && (usesPlaceholder(src, rekeyv1alpha1.ContextPlaceholderNamespace) ||
+		usesPlaceholder(dst, rekeyv1alpha1.ContextPlaceholderNamespace)) {
+		return nil, []Finding{fail("", "NamespaceUnknown",
+			"the encryption context uses {namespace} and the manifest names no metadata.namespace")}, nil
+	}
+	var blobs []blob
+	var findings []Finding
+	for _, k := range rekeyv1alpha1.EncryptedKeys(keysAnn.Value, present) {
+		n, ok := values[k]
+		if !ok {
+			findings = append(findings, fail(k, "DataKeyMissing", fmt.Sprintf("%s names %q, which the manifest does not have", rekeyv1alpha1.EncryptedKeysAnnotation, k)))
+			continue
+		}
+		f := base
+		f.Key, f.Field, f.Line = k, fieldOf[k], n.Line
+		if n.Kind != yaml.ScalarNode {
+			f.Outcome, f.Reason, f.Message = Failed, "InvalidCiphertextException", "the value is not a string"
+			findings = append(findings, f)
+			continue
+		}
+		if !check {
+			// Only a value on one line can be replaced in place: say so
+			// before any key service call, and write nothing.
+			if _, err := scalarEdit(file, lines, n, ""); err != nil {
+				return nil, nil, fmt.Errorf("%s:%d: Secret %s, %s.%s: %w", path, n.Line, secretName(ns, name), f.Field, k, err)
+			}
+		}
+		raw, err := base64.StdEncoding.Strict().DecodeString(n.Value)
+		if err != nil {
+			f.Outcome, f.Reason, f.Message = Failed, "InvalidCiphertextException", "the value is not base64 of a ciphertext blob"
+			findings = append(findings, f)
+			continue
+		}
+		bsrc := rekeyv1alpha1.ExpandEncryptionContext(src, ns, name, k)
+		bdst := rekeyv1alpha1.ExpandEncryptionContext(dst, ns, name, k)
+		blobs = append(blobs, blob{finding: f, node: n, raw: raw, src: bsrc, dst: bdst})
+	}
+	if len(findings) > 0 {
+		// A Secret with a bad value is not written at all.
+		for _, b := range blobs {
+			f := b.finding
+			f.Outcome, f.Reason, f.Message = Failed, "OtherBlobFailed", "not written: another value of this Secret is not usable"
+			findings = append(findings, f)
+		}
+		return nil, findings, nil
+	}
+	return blobs, nil, nil
+}
+
+func usesPlaceholder(ec map[string]string, p string) bool {
+	for _, v := range ec {
+		if strings.Contains(v, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// one decides and, unless check, re-encrypts one blob. It returns the new
+// scalar value (base64), or "" when the blob stays as it is.
+func (r *Rotation) one(ctx context.Context, b *blob, check bool) (string, error) {
+	f := &b.finding
+	if r.Inspector != nil {
+		bk, err := r.Inspector.InspectBlob(b.raw)
+		if err != nil {
+			var ke *kms.Error
+			if errors.As(err, &ke) {
+				f.Outcome, f.Reason, f.Message = Failed, string(ke.Code), ke.Message
+				return "", nil
+			}
+			return "", err
+		}
+		switch {
+		case bk.KeyARN == r.dest && bk.Current:
+			f.Outcome = Current
+			return "", nil
+		case !r.sources[bk.KeyARN]:
+			f.Outcome, f.Reason = Failed, "SourceKeyNotDeclared"
+			f.Message = "the blob is under " + bk.KeyARN + ", which is not a source key; not sent to the key service"
+			return "", nil
+		case check:
+			f.Outcome = UnderSource
+			return "", nil
+		}
+	}
+	out, err := r.Keys.ReEncrypt(ctx, &kms.ReEncryptInput{
+		CiphertextBlob:               b.raw,
+		SourceKeyID:                  r.singleSource(),
+		SourceEncryptionContext:      b.src,
+		DestinationKeyID:             r.dest,
+		DestinationEncryptionContext: b.dst,
+		GrantTokens:                  r.GrantTokens,
+	})
+	var ke *kms.Error
+	if errors.As(err, &ke) && ke.Code == kms.CodeIncorrectKey && r.Inspector == nil && !r.sources[r.dest] {
+		// An opaque blob not under the one declared source key: it may
+		// have moved already. Asked again without SourceKeyId, the key
+		// service says which key it is under; the answer is only read.
+		again, err2 := r.Keys.ReEncrypt(ctx, &kms.ReEncryptInput{
+			CiphertextBlob: b.raw, SourceEncryptionContext: b.src,
+			DestinationKeyID: r.dest, DestinationEncryptionContext: b.dst, GrantTokens: r.GrantTokens,
+		})
+		if err2 == nil && again.SourceKeyID == r.dest {
+			f.Outcome = Current
+			return "", nil
+		}
+	}
+	if err != nil {
+		if errors.As(err, &ke) && blobError(ke.Code) {
+			f.Outcome, f.Reason, f.Message = Failed, string(ke.Code), ke.Message
+			return "", nil
+		}
+		return "", fmt.Errorf("re-encrypting %s.%s of Secret %s: %w", f.Field, f.Key, secretName(f.Namespace, f.Secret), err)
+	}
+	switch {
+	case out.KeyID != r.dest:
+		f.Outcome, f.Reason, f.Message = Failed, "UnexpectedDestinationKey", "the key service answered with "+out.KeyID+", not the destination key"
+		return "", nil
+	case out.SourceKeyID == r.dest && !r.sources[r.dest]:
+		f.Outcome = Current // opaque, and already under the destination
+		return "", nil
+	case !r.sources[out.SourceKeyID]:
+		f.Outcome, f.Reason, f.Message = Failed, "UnexpectedSourceKey", "the blob was under "+out.SourceKeyID+", which is not a source key"
+		return "", nil
+	case check && out.SourceKeyID == r.dest:
+		f.Outcome = Unknown // opaque: which version it is under is not said
+		return "", nil
+	case check:
+		f.Outcome = UnderSource
+		return "", nil
+	}
+	f.Outcome = Rotated
+	return base64.StdEncoding.EncodeToString(out.CiphertextBlob), nil
+}
+
+// singleSource is the SourceKeyId sent: with one declared source key, the
+// key service itself refuses a blob under another.
+func (r *Rotation) singleSource() string {
+	if len(r.sources) != 1 {
+		return ""
+	}
+	for arn := range r.sources {
+		return arn
+	}
+	return ""
+}
+
+// blobError reports whether a key service error is the blob's own (it
+// fails this Secret) rather than the run's (it stops everything).
+func blobError(c kms.ErrorCode) bool {
+	switch c {
+	case kms.CodeInvalidCiphertext, kms.CodeIncorrectKey, kms.CodeValidation, kms.CodeNotFound, kms.CodeInvalidGrantToken:
+		return true
+	}
+	return false
+}
+
+// lineStarts returns the byte offset of each line's start.
+func lineStarts(src []byte) []int {
+	starts := []int{0}
+	for i, c := range src {
+		if c == '\n' {
+			starts = append(starts, i+1)
+		}
+	}
+	return starts
+}
+
+// scalarEdit replaces a one-line scalar's text with value, in the same
+// style.
+func scalarEdit(src []byte, lines []int, n *yaml.Node, value string) (edit, error) {
+	var raw, text string
+	switch n.Style {
+	case 0:
+		raw, text = n.Value, value
+	case yaml.DoubleQuotedStyle:
+		raw, text = `"`+n.Value+`"`, `"`+value+`"`
+	case yaml.SingleQuotedStyle:
+		raw, text = `'`+n.Value+`'`, `'`+value+`'`
+	default:
+		return edit{}, fmt.Errorf("%w: a block scalar (| or >); write the value on one line", ErrLayout)
+	}
+	if n.Line < 1 || n.Line > len(lines) {
+		return edit{}, fmt.Errorf("%w: no line %d", ErrLayout, n.Line)
+	}
+	off := lines[n.Line-1]
+	// Column counts characters from 1.
+	for c := 1; c < n.Column; c++ {
+		if off >= len(src) || src[off] == '\n' {
+			return edit{}, fmt.Errorf("%w: no column %d on line %d", ErrLayout, n.Column, n.Line)
+		}
+		_, size := utf8.DecodeRune(src[off:])
+		off += size
+	}
+	if !bytes.HasPrefix(src[off:], []byte(raw)) {
+		return edit{}, fmt.Errorf("%w: the value is written over several lines or with escapes; write it on one line", ErrLayout)
+	}
+	return edit{off: off, n: len(raw), text: text}, nil
+}
+
+// apply makes the edits (which do not overlap) on a copy of src.
+func apply(src []byte, edits []edit) []byte {
+	slices.SortFunc(edits, func(a, b edit) int { return a.off - b.off })
+	var out bytes.Buffer
+	out.Grow(len(src) + 64*len(edits))
+	at := 0
+	for _, e := range edits {
+		out.Write(src[at:e.off])
+		out.WriteString(e.text)
+		at = e.off + e.n
+	}
+	out.Write(src[at:])
+	return out.Bytes()
+}
+
+// sameButBlobs parses the result and requires it to be the original with
+// only the edited scalars changed: a splice that touched anything else is
+// an error, and nothing is written.
+func sameButBlobs(src, out []byte, edits []edit) error {
+	before, err := decodeAll(src)
+	if err != nil {
+		return err
+	}
+	after, err := decodeAll(out)
+	if err != nil {
+		return fmt.Errorf("the rewritten file does not parse (nothing written): %w", err)
+	}
+	if len(before) != len(after) {
+		return fmt.Errorf("the rewritten file has %d documents, not %d (nothing written)", len(after), len(before))
+	}
+	changed := 0
+	var walk func(a, b *yaml.Node) error
+	walk = func(a, b *yaml.Node) error {
+		if a.Kind != b.Kind || a.Tag != b.Tag || a.Style != b.Style || len(a.Content) != len(b.Content) ||
+			a.Line != b.Line || a.Column != b.Column || a.HeadComment != b.HeadComment ||
+			a.LineComment != b.LineComment || a.FootComment != b.FootComment || a.Anchor != b.Anchor {
+			return fmt.Errorf("the rewrite changed line %d beyond its blob (nothing written)", a.Line)
+		}
+		if a.Value != b.Value {
+			changed++
+		}
+		for i := range a.Content {
+			if err := walk(a.Content[i], b.Content[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for i := range before {
+		if err := walk(before[i], after[i]); err != nil {
+			return err
+		}
+	}
+	if changed != len(edits) {
+		return fmt.Errorf("the rewrite changed %d values for %d blobs (nothing written)", changed, len(edits))
+	}
+	return nil
+}
