@@ -59,9 +59,9 @@ func (c *cli) engine() *kms.Engine {
 	return e
 }
 
-// readManifest reads a manifest as the apiserver would, strictly: a field
+// parseSecretManifest reads a manifest as the apiserver would, strictly: a field
 // rekey invented would fail here.
-func readManifest(t *testing.T, out string) *corev1.Secret {
+func parseSecretManifest(t *testing.T, out string) *corev1.Secret {
 	t.Helper()
 	s := &corev1.Secret{}
 	if err := yaml.UnmarshalStrict([]byte(out), s); err != nil {
@@ -142,7 +142,7 @@ func TestSecretCreate(t *testing.T) {
 			t.Fatalf("a plaintext is in the output:\n%s%s", out, errOut)
 		}
 	}
-	s := readManifest(t, out)
+	s := parseSecretManifest(t, out)
 	if s.Name != "db-credentials" || s.Namespace != "billing" || !maps.Equal(s.Labels, map[string]string{"team": "billing"}) {
 		t.Fatalf("metadata %+v", s.ObjectMeta)
 	}
@@ -161,7 +161,7 @@ func TestSecretCreate(t *testing.T) {
 	if code != 0 {
 		t.Fatal("second run failed")
 	}
-	s2 := readManifest(t, again)
+	s2 := parseSecretManifest(t, again)
 	if slices.Equal(s.Data["password"], s2.Data["password"]) {
 		t.Fatal("two encryptions gave the same blob")
 	}
@@ -190,7 +190,7 @@ func TestSecretCreate(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	s = readManifest(t, out)
+	s = parseSecretManifest(t, out)
 	if s.Name != "plain" || s.Namespace != "" {
 		t.Fatalf("metadata %+v", s.ObjectMeta)
 	}
@@ -356,7 +356,7 @@ func TestSecretCreateThroughKMSEndpoint(t *testing.T) {
 		if srv.Received()-received != 2 {
 			t.Fatalf("%v: %d requests reached the server, want 2 Encrypts", how, srv.Received()-received)
 		}
-		checkBlobs(t, srv.Engine, readManifest(t, out), key.KeyMetadata.Arn, ec, want)
+		checkBlobs(t, srv.Engine, parseSecretManifest(t, out), key.KeyMetadata.Arn, ec, want)
 
 		blob, errOut, code := do("piped", append([]string{"encrypt", "--key", "alias/remote"}, how...)...)
 		if code != 0 {
