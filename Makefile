@@ -225,12 +225,16 @@ endif
 docker-push: ## Push the container image.
 	$(CONTAINER_TOOL) push ${IMG}
 
+# build-installer also renders the opt-in key service for workloads
+# (config/kms-service, same image) into dist/kms-service.yaml.
 .PHONY: build-installer
-build-installer: manifests generate kustomize ## Render CRD, RBAC and Deployment into dist/install.yaml.
+build-installer: manifests generate kustomize ## Render CRD, RBAC and Deployment into dist/install.yaml, and the key service (config/kms-service) into dist/kms-service.yaml.
 	mkdir -p dist
 	rm -rf dist/.kustomize && cp -r config dist/.kustomize
 	cd dist/.kustomize/manager && "$(KUSTOMIZE)" edit set image controller=${IMG}
+	cd dist/.kustomize/kms-service && "$(KUSTOMIZE)" edit set image controller=${IMG}
 	"$(KUSTOMIZE)" build dist/.kustomize/default > dist/install.yaml
+	"$(KUSTOMIZE)" build dist/.kustomize/kms-service > dist/kms-service.yaml
 	rm -rf dist/.kustomize
 
 ##@ Deployment

@@ -88,17 +88,31 @@ func serviceAccountToken(t *testing.T, cs kubernetes.Interface, ns, name, audien
 
 func serviceAccountTokenFor(t *testing.T, cs kubernetes.Interface, ns, name, audience string, bound *authnv1.BoundObjectReference, exp int64) string {
 	t.Helper()
+	tok, err := makeTokenBound(cs, ns, name, audience, exp, bound)
+	if err != nil {
+		t.Fatalf("TokenRequest for %s/%s: %v", ns, name, err)
+	}
+	return tok
+}
+
+// makeToken makes a ServiceAccount (if needed) and a token for it from the
+// TokenRequest API.
+func makeToken(cs kubernetes.Interface, ns, name, audience string, exp int64) (string, error) {
+	return makeTokenBound(cs, ns, name, audience, exp, nil)
+}
+
+func makeTokenBound(cs kubernetes.Interface, ns, name, audience string, exp int64, bound *authnv1.BoundObjectReference) (string, error) {
 	ctx := context.Background()
 	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
 	if err := env.Client.Create(ctx, sa); err != nil && !strings.Contains(err.Error(), "already exists") {
-		t.Fatal(err)
+		return "", err
 	}
 	tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, &authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{
 		Audiences: []string{audience}, ExpirationSeconds: &exp, BoundObjectRef: bound}}, metav1.CreateOptions{})
 	if err != nil {
-		t.Fatalf("TokenRequest for %s/%s: %v", ns, name, err)
+		return "", err
 	}
-	return tr.Status.Token
+	return tr.Status.Token, nil
 }
 
 func apiErrorCode(err error) string {

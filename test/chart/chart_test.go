@@ -23,6 +23,9 @@ limitations under the License.
 //     the kustomize bundle's objects (config/default), object for object and
 //     field for field, but for the differences listed there (the namespace,
 //     Helm's labels, the image); `make verify` runs it;
+//   - TestChartKMSMatchesComponent: with kms.enabled, the key service's
+//     objects are config/kms-service's, field for field; `make verify`
+//     runs it;
 //   - TestChartValues, TestChartAlerts: what each setting renders, and
 //     what is refused;
 //   - TestChartOnAPIServer (needs envtest, KUBEBUILDER_ASSETS): `helm
@@ -290,13 +293,7 @@ func TestChartMatchesBundle(t *testing.T) {
 			unstructured.RemoveNestedField(cn, "metadata", "annotations", "helm.sh/resource-policy")
 		}
 		if c.GetKind() == "Deployment" {
-			for _, o := range []map[string]any{bn, cn} {
-				cs, _, _ := unstructured.NestedSlice(o, "spec", "template", "spec", "containers")
-				for _, ct := range cs {
-					ct.(map[string]any)["image"] = "IMAGE"
-				}
-				_ = unstructured.SetNestedSlice(o, cs, "spec", "template", "spec", "containers")
-			}
+			maskImages(bn, cn)
 		}
 		for _, d := range diff("", bn, cn) {
 			t.Errorf("%s: %s", k, d)
@@ -304,6 +301,68 @@ func TestChartMatchesBundle(t *testing.T) {
 	}
 	if !t.Failed() {
 		t.Logf("%d objects, the bundle's and the chart's alike: the chart's defaults are the bundle but the Namespace", len(chart))
+	}
+}
+
+// TestChartKMSMatchesComponent: with kms.enabled, the chart adds the key
+// service for workloads, and those objects are config/kms-service's
+// (kustomize build), object for object and field for field, but for Helm's
+// labels and the image (the component's placeholder controller:latest, set
+// by make build-installer).
+func TestChartKMSMatchesComponent(t *testing.T) {
+	chart := map[string]*unstructured.Unstructured{}
+	for id, u := range byID(t, render(t, "--set", "kms.enabled=true")) {
+		if u.GetLabels()["app.kubernetes.io/component"] == "kms" {
+			chart[id] = u
+		}
+	}
+	root, _ := filepath.Abs(repoRoot)
+	out, err := exec.Command(tool(t, "kustomize"), "build", filepath.Join(root, "config", "kms-service")).Output()
+	if err != nil {
+		t.Fatalf("kustomize build config/kms-service: %v", err)
+	}
+	kust := byID(t, parseDocs(t, out))
+	if len(kust) == 0 {
+		t.Fatal("config/kms-service renders nothing")
+	}
+	for k := range kust {
+		if _, ok := chart[k]; !ok {
+			t.Errorf("in config/kms-service, not in the chart with kms.enabled (or without app.kubernetes.io/component: kms): %s", k)
+		}
+	}
+	for k, c := range chart {
+		b, ok := kust[k]
+		if !ok {
+			t.Errorf("in the chart with kms.enabled, not in config/kms-service: %s", k)
+			continue
+		}
+		if b.GetLabels()["app.kubernetes.io/component"] != "kms" {
+			t.Errorf("%s: config/kms-service's object has no label app.kubernetes.io/component: kms", k)
+		}
+		bn, cn := normalise(b), normalise(c)
+		if c.GetKind() == "Deployment" {
+			if img := container(t, c, "kms")["image"]; img != "rekey:latest" {
+				t.Errorf("%s: image %v, want the operator's (rekey:latest)", k, img)
+			}
+			maskImages(bn, cn)
+		}
+		for _, d := range diff("", bn, cn) {
+			t.Errorf("%s: %s", k, d)
+		}
+	}
+	if !t.Failed() {
+		t.Logf("%d objects, config/kms-service's and the chart's kms.enabled alike", len(chart))
+	}
+}
+
+// maskImages replaces every container's image in Deployments' objects.
+func maskImages(objs ...map[string]any) {
+	for _, o := range objs {
+		cs, _, _ := unstructured.NestedSlice(o, "spec", "template", "spec", "containers")
+		for _, ct := range cs {
+			ct.(map[string]any)["image"] = "IMAGE"
+		}
+		_ = unstructured.SetNestedSlice(o, cs, "spec", "template", "spec", "containers")
 	}
 }
 
@@ -389,21 +448,28 @@ func diff(path string, a, b any) []string {
 	return []string{fmt.Sprintf("%s: bundle %s, chart %s", strings.TrimPrefix(path, "."), show(a), show(b))}
 }
 
-func container(t *testing.T, d *unstructured.Unstructured) map[string]any {
+// container returns the Deployment's container name (manager without a name).
+func container(t *testing.T, d *unstructured.Unstructured, name ...string) map[string]any {
 	t.Helper()
+	want := "manager"
+	if len(name) > 0 {
+		want = name[0]
+	}
 	cs, _, _ := unstructured.NestedSlice(d.Object, "spec", "template", "spec", "containers")
 	for _, c := range cs {
-		if c.(map[string]any)["name"] == "manager" {
+		if c.(map[string]any)["name"] == want {
 			return c.(map[string]any)
 		}
 	}
-	t.Fatal("the Deployment has no container manager")
+	t.Fatalf("the Deployment %s has no container %s", d.GetName(), want)
 	return nil
 }
 
-func args(t *testing.T, d *unstructured.Unstructured) []string {
+// args returns the arguments of the Deployment's container name (manager
+// without a name).
+func args(t *testing.T, d *unstructured.Unstructured, name ...string) []string {
 	t.Helper()
-	a, _, _ := unstructured.NestedStringSlice(container(t, d), "args")
+	a, _, _ := unstructured.NestedStringSlice(container(t, d, name...), "args")
 	return a
 }
 
@@ -447,6 +513,38 @@ func TestChartValues(t *testing.T) {
 		}
 		if hn, _, _ := unstructured.NestedBool(d.Object, "spec", "template", "spec", "hostNetwork"); !hn {
 			t.Error("hostNetwork not set")
+		}
+		kd := ids["Deployment rekey-system/rekey-kms"]
+		if kd == nil {
+			t.Fatal("every feature on: no Deployment rekey-kms")
+		}
+		ka := args(t, kd, "kms")
+		for _, w := range []string{"--listen=127.0.0.1:18300", "--tls-cert-file=/etc/rekey/kms-tls/tls.crt", "--pod-identity",
+			"--token-audience=kms.example", "--session-duration=30m", "--keystore=k8s://rekey-system/rekey-keystore", "--refresh-interval=2s"} {
+			if !slices.Contains(ka, w) {
+				t.Errorf("kms args %q: no %s", ka, w)
+			}
+		}
+		kc := container(t, kd, "kms")
+		if h, _, _ := unstructured.NestedString(kc, "readinessProbe", "tcpSocket", "host"); h != "127.0.0.1" {
+			t.Errorf("kms readiness probe host %q, want 127.0.0.1", h)
+		}
+		if kc["image"] != "registry.example/rekey:v0.1.0" {
+			t.Errorf("kms image %v, want the operator's", kc["image"])
+		}
+		if hn, _, _ := unstructured.NestedBool(kd.Object, "spec", "template", "spec", "hostNetwork"); !hn {
+			t.Error("kms: hostNetwork not set")
+		}
+		vols, _, _ := unstructured.NestedSlice(kd.Object, "spec", "template", "spec", "volumes")
+		if len(vols) != 2 || vols[1].(map[string]any)["secret"].(map[string]any)["secretName"] != "kms-serving-cert" {
+			t.Errorf("kms volumes %v: want the TLS Secret kms-serving-cert", vols)
+		}
+		if p, _, _ := unstructured.NestedSlice(ids["Service rekey-system/rekey-kms"].Object, "spec", "ports"); len(p) != 1 ||
+			fmt.Sprint(p[0].(map[string]any)["port"]) != "8300" {
+			t.Errorf("kms Service ports %v, want 8300", p)
+		}
+		if ids["PodDisruptionBudget rekey-system/rekey-kms"] == nil {
+			t.Error("every feature on: no PodDisruptionBudget rekey-kms")
 		}
 		sm := ids["ServiceMonitor rekey-system/rekey-controller-manager-metrics-monitor"]
 		svc := ids["Service rekey-system/rekey-controller-manager-metrics-service"]
@@ -563,6 +661,8 @@ func TestChartValues(t *testing.T) {
 	}{
 		{"a PDB that blocks every drain", []string{"--set", "podDisruptionBudget.enabled=true"}, "would block every node drain"},
 		{"replicas without leader election", []string{"--set", "replicaCount=2", "--set", "leaderElection.enabled=false"}, "needs leaderElection.enabled"},
+		{"a key service PDB that blocks every drain", []string{"--set", "kms.enabled=true", "--set", "kms.replicas=1"}, "would block every node drain"},
+		{"a key service session over its type", []string{"--set", "kms.podIdentity.sessionDuration=1day"}, "sessionDuration"},
 		{"a misspelt setting", []string{"--set", "metrics.servicemonitor.enabled=true"}, "servicemonitor"},
 		{"a Secret name CEL could not hold", []string{"--set", "rootKey.secretName=root'key"}, "/rootKey/secretName"},
 		{"a reader without a namespace", []string{"--set", "metrics.readers[0].name=prometheus"}, "namespace"},

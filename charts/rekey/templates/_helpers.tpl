@@ -69,3 +69,9 @@ kustomize.toolkit.fluxcd.io/prune: disabled
 {{- define "rekey.address" -}}
 {{ .host | default "" }}:{{ .port }}
 {{- end }}
+
+{{/* The key service's selector labels (kms.enabled): config/kms-service's. */}}
+{{- define "rekey.kmsSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "rekey.name" . }}
+app.kubernetes.io/component: kms
+{{- end }}
