@@ -72,6 +72,7 @@ func commands() map[string]command {
 		{"decrypt", "decrypt a base64 blob from stdin", runDecrypt},
 		{"reencrypt", "re-encrypt a base64 blob from stdin under another key or version", runReEncrypt},
 		{"secret", "create: write (or apply) a Secret manifest of values encrypted under a key", runSecret},
+		{"manifests", "reencrypt: re-encrypt the blobs of annotated Secret manifests in files (where Git holds them)", runManifests},
 		{"kms", "serve the engine over the AWS KMS API (kms serve)", runKMS},
 		{"version", "print rekey's version", runVersion},
 	}

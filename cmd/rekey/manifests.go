@@ -1,0 +1,307 @@
+/*
+Copyright 2026 The rekey Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/config"
+
+	"github.com/rekey-dev/rekey/internal/manifests"
+	awsprovider "github.com/rekey-dev/rekey/internal/provider/aws"
+	"github.com/rekey-dev/rekey/internal/provider/embedded"
+)
+
+const manifestsUsage = `usage: rekey manifests reencrypt PATH... --source-key ID [--source-key ID]... --destination-key ID
+                                 [--source-context k=v]... [--destination-context k=v]... [--grant-token T]...
+                                 [--check] [--stdout]
+                                 (--keystore FILE|k8s://NS/NAME --root-key-file FILE | --aws | --kms-endpoint URL)
+
+Re-encrypts the blobs of the annotated Secret manifests (rekey.dev/encrypted-keys)
+in YAML files — each PATH a file, a directory (every *.yaml and *.yml below it,
+hidden directories skipped) or - (stdin to stdout) — as a KeyRotation would:
+the same annotations, contexts and placeholders ({namespace}, {name}, {key}),
+and the key service's answer checked. Only the blobs change in a file, byte for
+byte; a Secret whose blobs do not all re-encrypt is left as it was. Files are
+rewritten in place (--stdout: to standard output, one PATH).
+
+--check changes nothing and exits 1 while any blob is under a source key (for
+CI). Exit status: 0 done, 1 some blob failed or (with --check) is still under a
+source key, 2 usage.`
+
+func runManifests(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "reencrypt" {
+		fmt.Fprintln(stderr, manifestsUsage)
+		if len(args) > 0 && isHelp(args[0]) {
+			return nil
+		}
+		return fmt.Errorf("%w: the only subcommand is reencrypt", errUsage)
+	}
+	return runManifestsReencrypt(ctx, args[1:], stdin, stdout, stderr)
+}
+
+// errFindings: the command ran, and its report says what failed.
+var errFindings = errors.New("see the report above")
+
+func runManifestsReencrypt(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	flags := newFlagSet("manifests reencrypt", stderr)
+	var ks keyServiceFlags
+	ks.bind(flags)
+	var sources, grants multiFlag
+	srcCtx, dstCtx := contextFlag{}, contextFlag{}
+	flags.Var(&sources, "source-key", "a key blobs may be under now (repeatable; as a KeyRotation's sourceKeyIds)")
+	dest := flags.String("destination-key", "", "the key to re-encrypt under (required; as destinationKeyId)")
+	flags.Var(srcCtx, "source-context", "source encryption context pair KEY=VALUE (repeatable; default: each Secret's rekey.dev/encryption-context)")
+	flags.Var(dstCtx, "destination-context", "destination encryption context pair KEY=VALUE (repeatable; default: the source context)")
+	flags.Var(&grants, "grant-token", "a grant token for every call (repeatable)")
+	check := flags.Bool("check", false, "change nothing; exit 1 while any blob is under a source key")
+	toStdout := flags.Bool("stdout", false, "write the result to standard output instead of in place (one PATH)")
+	flags.Usage = func() {
+		fmt.Fprintln(stderr, manifestsUsage)
+		flags.PrintDefaults()
+	}
+	paths, err := parseInterspersed(flags, args)
+	if err != nil {
+		return err
+	}
+	switch {
+	case len(paths) == 0:
+		return fmt.Errorf("%w: no PATH", errUsage)
+	case len(sources) == 0 || *dest == "":
+		return fmt.Errorf("%w: --source-key and --destination-key are required", errUsage)
+	case *toStdout && (len(paths) != 1 || *check):
+		return fmt.Errorf("%w: --stdout takes one PATH and no --check", errUsage)
+	case slices.Contains(paths, "-") && len(paths) != 1:
+		return fmt.Errorf("%w: - (stdin) is the only PATH when given", errUsage)
+	}
+	if err := ks.check(); err != nil {
+		return err
+	}
+	files, err := manifestFiles(paths)
+	if err != nil {
+		return err
+	}
+	r := &manifests.Rotation{SourceKeyIDs: sources, DestinationKeyID: *dest, GrantTokens: grants,
+		SourceEncryptionContext: srcCtx, DestinationEncryptionContext: dstCtx}
+	if err := openManifestKeys(ctx, &ks, r); err != nil {
+		return err
+	}
+	if err := r.Resolve(ctx); err != nil {
+		return err
+	}
+	counts := map[manifests.Outcome]int{}
+	for _, path := range files {
+		if err := reencryptFile(ctx, r, path, *check, *toStdout, stdin, stdout, stderr, counts); err != nil {
+			return err
+		}
+	}
+	verb := "re-encrypted"
+	if *check {
+		verb = "under a source key"
+	}
+	n := counts[manifests.Rotated] + counts[manifests.UnderSource]
+	fmt.Fprintf(stderr, "rekey manifests: %d files, %d blobs %s, %d already under the destination, %d unknown, %d failed\n",
+		len(files), n, verb, counts[manifests.Current], counts[manifests.Unknown], counts[manifests.Failed])
+	if counts[manifests.Failed] > 0 || (*check && (n > 0 || counts[manifests.Unknown] > 0)) {
+		return errFindings
+	}
+	return nil
+}
+
+// reencryptFile re-encrypts (or checks) one file, prints its findings and
+// adds them to counts.
+func reencryptFile(ctx context.Context, r *manifests.Rotation, path string, check, toStdout bool, stdin io.Reader, stdout, stderr io.Writer,
+	counts map[manifests.Outcome]int) error {
+	var src []byte
+	var err error
+	if path == "-" {
+		src, err = io.ReadAll(io.LimitReader(stdin, maxManifest+1))
+	} else {
+		src, err = readManifest(path)
+	}
+	if err != nil {
+		return err
+	}
+	if len(src) > maxManifest {
+		return fmt.Errorf("%s is larger than %d MiB", path, maxManifest>>20)
+	}
+	var findings []manifests.Finding
+	out := src
+	if check {
+		findings, err = r.Check(ctx, path, src)
+	} else {
+		out, findings, err = r.Reencrypt(ctx, path, src)
+	}
+	if err != nil {
+		return err
+	}
+	for _, f := range findings {
+		counts[f.Outcome]++
+		if f.Outcome != manifests.Current {
+			fmt.Fprintln(stderr, f.String())
+		}
+	}
+	switch {
+	case check:
+		return nil
+	case path == "-" || toStdout:
+		_, err := stdout.Write(out)
+		return err
+	case slices.ContainsFunc(findings, func(f manifests.Finding) bool { return f.Outcome == manifests.Rotated }):
+		return writeInPlace(path, out)
+	}
+	return nil
+}
+
+// maxManifest bounds one file read: a manifest, not a data dump.
+const maxManifest = 16 << 20
+
+// multiFlag collects a repeatable flag.
+type multiFlag []string
+
+func (m *multiFlag) String() string { return strings.Join(*m, ",") }
+
+func (m *multiFlag) Set(s string) error {
+	if s == "" {
+		return errors.New("empty value")
+	}
+	*m = append(*m, s)
+	return nil
+}
+
+// openManifestKeys opens the key service the flags name: the embedded
+// engine (which also reads blob headers), or a KMS endpoint through the
+// AWS provider.
+func openManifestKeys(ctx context.Context, ks *keyServiceFlags, r *manifests.Rotation) error {
+	if !ks.remote() {
+		e, err := ks.engine.open(ctx)
+		if err != nil {
+			return err
+		}
+		p := embedded.New(e)
+		r.Keys, r.Inspector = p, p
+		return nil
+	}
+	region := ""
+	ks.fs.Visit(func(fl *flag.Flag) {
+		if fl.Name == "region" {
+			region = ks.engine.region
+		}
+	})
+	if region == "" {
+		cfg, err := config.LoadDefaultConfig(ctx)
+		if err != nil {
+			return fmt.Errorf("loading the AWS SDK configuration: %w", err)
+		}
+		region = cfg.Region
+	}
+	if region == "" {
+		return fmt.Errorf("%w: no AWS region: set AWS_REGION (or a profile's region), or give --region", errUsage)
+	}
+	p, err := awsprovider.New(ctx, awsprovider.Options{Region: region, Endpoint: ks.endpoint, MaxAttempts: 3})
+	if err != nil {
+		return err
+	}
+	r.Keys = p
+	return nil
+}
+
+// manifestFiles expands the PATHs: files as given, directories to every
+// *.yaml and *.yml below them (hidden directories such as .git skipped,
+// symbolic links not followed), sorted.
+func manifestFiles(paths []string) ([]string, error) {
+	var files []string
+	for _, p := range paths {
+		if p == "-" {
+			files = append(files, p)
+			continue
+		}
+		st, err := os.Stat(p)
+		if err != nil {
+			return nil, err
+		}
+		if !st.IsDir() {
+			files = append(files, p)
+			continue
+		}
+		err = filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if d.IsDir() && path != p && strings.HasPrefix(d.Name(), ".") {
+				return filepath.SkipDir
+			}
+			if d.Type().IsRegular() && (strings.HasSuffix(path, ".yaml") || strings.HasSuffix(path, ".yml")) {
+				files = append(files, path)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	slices.Sort(files)
+	return slices.Compact(files), nil
+}
+
+func readManifest(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = f.Close() }()
+	return io.ReadAll(io.LimitReader(f, maxManifest+1))
+}
+
+// writeInPlace replaces path's contents atomically (a file beside it,
+// renamed over it), keeping its mode.
+func writeInPlace(path string, b []byte) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".rekey-*")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = os.Remove(tmp.Name()) }()
+	if _, err := tmp.Write(b); err != nil {
+		_ = tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(st.Mode().Perm()); err != nil {
+		_ = tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		_ = tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}

@@ -1,0 +1,253 @@
+/*
+Copyright 2026 The rekey Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/rekey-dev/rekey/internal/kms"
+	"github.com/rekey-dev/rekey/internal/testkms"
+)
+
+// rekeyCmd runs rekey in-process with argv and stdin.
+func rekeyCmd(stdin string, argv ...string) (string, string, int) {
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), argv, strings.NewReader(stdin), &out, &errOut)
+	return out.String(), errOut.String(), code
+}
+
+// gitTree writes a working tree like a GitOps repository's: a kustomize
+// overlay with an annotated multi-document file carrying comments, a file
+// with no Secret, and a .git directory whose YAML must never be read.
+func gitTree(t *testing.T, blob func(key, pt string, ec map[string]string) string) (dir string, files map[string]string) {
+	t.Helper()
+	dir = t.TempDir()
+	ec := map[string]string{"app": "billing"}
+	files = map[string]string{
+		"apps/billing/kustomization.yaml": "# kustomize\nresources:\n  - secrets.yaml\n  - deploy.yaml\n",
+		"apps/billing/secrets.yaml": fmt.Sprintf(`# Billing's credentials; values are KMS ciphertext.
+apiVersion: v1
+kind: Secret
+metadata:
+  name: billing-db
+  namespace: billing
+  annotations:
+    rekey.dev/encrypted-keys: password,apiToken   # the encrypted ones
+    rekey.dev/encryption-context: '{"app":"billing"}'
+data:
+  password: %s
+  apiToken: "%s"
+  username: YmlsbGluZw==   # not encrypted
+---
+# A second Secret, no context.
+apiVersion: v1
+kind: Secret
+metadata: {name: billing-api, namespace: billing, annotations: {rekey.dev/encrypted-keys: "*"}}
+data: {key: %s}
+`, blob("alias/old", "PLAINTEXT-1", ec), blob("alias/old", "PLAINTEXT-2", ec), blob("alias/old", "PLAINTEXT-3", nil)),
+		"apps/billing/deploy.yml": "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: billing}\n",
+		".git/stray.yaml":         "apiVersion: v1\nkind: Secret\nmetadata:\n  name: x\n  annotations: {rekey.dev/encrypted-keys: a}\ndata: {a: bm90IGEgYmxvYg==}\n",
+	}
+	for name, body := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir, files
+}
+
+// changedLines returns the lines of b that differ from a (same count
+// required).
+func changedLines(t *testing.T, a, b string) []string {
+	t.Helper()
+	al, bl := strings.Split(a, "\n"), strings.Split(b, "\n")
+	if len(al) != len(bl) {
+		t.Fatalf("%d lines became %d:\n%s", len(al), len(bl), b)
+	}
+	var out []string
+	for i := range al {
+		if al[i] != bl[i] {
+			out = append(out, bl[i])
+		}
+	}
+	return out
+}
+
+// The issue's done-when, on the embedded keystore: --check fails before
+// and passes after; one command re-encrypts the tree; only the blob lines
+// change, each still a line of the same shape; files without Secrets and
+// .git are untouched; the values decrypt under the new key.
+func TestManifestsReencryptAWorkingTree(t *testing.T) {
+	c := newCLI(t)
+	c.ok("", "key", "create", "--alias", "alias/old")
+	c.ok("", "key", "create", "--alias", "alias/new")
+	blob := func(key, pt string, ec map[string]string) string {
+		args := make([]string, 0, 3+2*len(ec))
+		args = append(args, "encrypt", "--key", key)
+		for k, v := range ec {
+			args = append(args, "--context", k+"="+v)
+		}
+		return strings.TrimSpace(c.ok(pt, args...))
+	}
+	dir, files := gitTree(t, blob)
+	ks := c.args // --keystore FILE --root-key-file FILE
+	reencrypt := func(extra ...string) (string, string, int) {
+		argv := append([]string{"manifests", "reencrypt", dir, "--source-key", "alias/old", "--destination-key", "alias/new"}, ks...)
+		return rekeyCmd("", append(argv, extra...)...)
+	}
+
+	_, report, code := reencrypt("--check")
+	if code != 1 || strings.Count(report, "UnderSourceKey") != 3 || !strings.Contains(report, "secrets.yaml:11: Secret billing/billing-db, data.password") {
+		t.Fatalf("check before: exit %d\n%s", code, report)
+	}
+	_, report, code = reencrypt()
+	if code != 0 || !strings.Contains(report, "3 blobs re-encrypted") {
+		t.Fatalf("reencrypt: exit %d\n%s", code, report)
+	}
+	for name, before := range files {
+		after, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if name != "apps/billing/secrets.yaml" {
+			if string(after) != before {
+				t.Fatalf("%s changed", name)
+			}
+			continue
+		}
+		changed := changedLines(t, before, string(after))
+		if len(changed) != 3 || !strings.HasPrefix(changed[0], "  password: ") || !strings.HasPrefix(changed[1], `  apiToken: "`) ||
+			!strings.HasPrefix(changed[2], "data: {key: ") {
+			t.Fatalf("changed lines:\n%s", strings.Join(changed, "\n"))
+		}
+		pw := strings.TrimPrefix(changed[0], "  password: ")
+		if pt := c.ok(pw, "decrypt", "--context", "app=billing"); pt != "PLAINTEXT-1" {
+			t.Fatalf("password decrypts to %q", pt)
+		}
+		raw, _ := base64.StdEncoding.DecodeString(pw)
+		if !bytes.Contains([]byte(c.ok("", "key", "describe", "alias/new")), []byte(keyIDOf(t, raw))) {
+			t.Fatal("the new blob is not under alias/new")
+		}
+		if st, _ := os.Stat(filepath.Join(dir, name)); st.Mode().Perm() != 0o640 {
+			t.Fatalf("mode %v", st.Mode().Perm())
+		}
+	}
+	_, report, code = reencrypt("--check")
+	if code != 0 || !strings.Contains(report, "0 blobs under a source key, 3 already under the destination") {
+		t.Fatalf("check after: exit %d\n%s", code, report)
+	}
+}
+
+// keyIDOf reads the key id from a rekey blob's header.
+func keyIDOf(t *testing.T, blob []byte) string {
+	t.Helper()
+	b, err := kms.ParseBlob(blob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.KeyID
+}
+
+// Through a KMS endpoint (the in-cluster key service, or AWS): the AWS
+// provider over the SDK, stdin to stdout.
+func TestManifestsReencryptThroughAnEndpoint(t *testing.T) {
+	srv := testkms.Rekey(t)
+	ctx := context.Background()
+	for _, a := range []string{"alias/old", "alias/new"} {
+		k, err := srv.Engine.CreateKey(ctx, &kms.CreateKeyInput{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := srv.Engine.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: a, TargetKeyID: k.KeyMetadata.KeyID}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	blob := func(key, pt string, ec map[string]string) string {
+		out, err := srv.Engine.Encrypt(ctx, &kms.EncryptInput{KeyID: key, Plaintext: []byte(pt), EncryptionContext: ec})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return base64.StdEncoding.EncodeToString(out.CiphertextBlob)
+	}
+	_, files := gitTree(t, blob)
+	t.Setenv("AWS_ACCESS_KEY_ID", testkms.AccessKeyID)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", testkms.SecretAccessKey)
+	t.Setenv("AWS_REGION", testkms.Region)
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
+	in := files["apps/billing/secrets.yaml"]
+	before := srv.ReEncrypts.Load()
+	out, report, code := rekeyCmd(in, "manifests", "reencrypt", "-", "--kms-endpoint", srv.URL,
+		"--source-key", "alias/old", "--destination-key", "alias/new")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, report)
+	}
+	if n := srv.ReEncrypts.Load() - before; n != 3 {
+		t.Fatalf("%d ReEncrypt calls reached the endpoint, want 3", n)
+	}
+	changed := changedLines(t, in, out)
+	if len(changed) != 3 {
+		t.Fatalf("changed:\n%s", strings.Join(changed, "\n"))
+	}
+	raw, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(changed[0], "  password: "))
+	dec, err := srv.Engine.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: raw, EncryptionContext: map[string]string{"app": "billing"}})
+	if err != nil || string(dec.Plaintext) != "PLAINTEXT-1" {
+		t.Fatalf("decrypt: %v", err)
+	}
+	// Again: opaque blobs already under the destination are recognised.
+	_, report, code = rekeyCmd(out, "manifests", "reencrypt", "-", "--check", "--kms-endpoint", srv.URL,
+		"--source-key", "alias/old", "--destination-key", "alias/new")
+	if code != 0 || !strings.Contains(report, "3 already under the destination") {
+		t.Fatalf("check after: exit %d\n%s", code, report)
+	}
+}
+
+// Usage errors: exit 2, a message, nothing read or written.
+func TestManifestsUsageErrors(t *testing.T) {
+	dir := t.TempDir()
+	for name, argv := range map[string][]string{
+		"no subcommand":         {"manifests"},
+		"no PATH":               {"manifests", "reencrypt", "--source-key", "a", "--destination-key", "b", "--keystore", "k"},
+		"no destination":        {"manifests", "reencrypt", dir, "--source-key", "a", "--keystore", "k"},
+		"no key service":        {"manifests", "reencrypt", dir, "--source-key", "a", "--destination-key", "b"},
+		"two key services":      {"manifests", "reencrypt", dir, "--source-key", "a", "--destination-key", "b", "--aws", "--keystore", "k"},
+		"--stdout, two PATHs":   {"manifests", "reencrypt", dir, dir, "--stdout", "--source-key", "a", "--destination-key", "b", "--keystore", "k"},
+		"a flag without value":  {"manifests", "reencrypt", dir, "--source-key", "--destination-key", "b", "--keystore", "k"},
+		"stdin among PATHs":     {"manifests", "reencrypt", dir, "-", "--source-key", "a", "--destination-key", "b", "--keystore", "k"},
+		"an http endpoint":      {"manifests", "reencrypt", dir, "--source-key", "a", "--destination-key", "b", "--kms-endpoint", "http://kms.example:80"},
+		"an unknown flag":       {"manifests", "reencrypt", dir, "--source-key", "a", "--destination-key", "b", "--keystore", "k", "--bogus"},
+		"a context without '='": {"manifests", "reencrypt", dir, "--source-key", "a", "--destination-key", "b", "--keystore", "k", "--source-context", "app"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, errOut, code := rekeyCmd("", argv...)
+			if code != 2 || errOut == "" {
+				t.Fatalf("exit %d: %s", code, errOut)
+			}
+		})
+	}
+}
