@@ -7,8 +7,10 @@
 #      for it (make build-installer IMG=$E2E_IMG: dist/install.yaml);
 #   2. starts the cluster, unless one runs already (make e2e-cluster), and
 #      imports the image into its containerd;
-#   3. runs the suite test/e2e (install, rotate, every uninstall route keeps
-#      the keys, reinstall and rotate again, remove the keys on purpose);
+#   3. runs the suite test/e2e (install, rotate, the key service for
+#      workloads with a workload Pod decrypting through it, every uninstall
+#      route keeps the keys, reinstall and rotate again, remove the keys on
+#      purpose);
 #   4. stops the cluster it started and checks that nothing is left behind
 #      (E2E_KEEP_CLUSTER=1 leaves it running; a cluster that ran before is
 #      left running).
@@ -29,6 +31,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 CLUSTER="$ROOT/hack/e2e/cluster.sh"
 E2E_IMG="${E2E_IMG:-localhost/rekey:e2e}"
+# The workload of the key service's test: hack/e2e/workload (AWS SDK for Go v2).
+WORKLOAD_IMG="${E2E_WORKLOAD_IMG:-localhost/rekey-e2e/workload:e2e}"
 CONTAINER_TOOL="${CONTAINER_TOOL:-./hack/container-tool.sh}"
 V="${E2E_K8S_VERSION:-1.37.2}"
 CACHE="${E2E_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/rekey/e2e-cluster}"
@@ -54,6 +58,8 @@ fi
 log "the image $E2E_IMG (make docker-build) and dist/install.yaml for it (make build-installer)"
 make --no-print-directory docker-build IMG="$E2E_IMG" ${VERSION:+VERSION="$VERSION"}
 make --no-print-directory build-installer IMG="$E2E_IMG"
+log "the workload image $WORKLOAD_IMG (hack/e2e/workload-image.sh)"
+CONTAINER_TOOL="$CONTAINER_TOOL" ./hack/e2e/workload-image.sh "$WORKLOAD_IMG"
 
 started=0
 if [[ -f /run/rekey-e2e-cluster && "$(cat /run/rekey-e2e-cluster)" == "$D" && "$("$CLUSTER" status 2>/dev/null)" == *$'\nKUBECONFIG='* ]]; then
@@ -79,6 +85,7 @@ log "the test cluster"
 "$CLUSTER" up
 log "importing $E2E_IMG into the cluster's containerd"
 "$CLUSTER" load-image "$E2E_IMG"
+"$CLUSTER" load-image "$WORKLOAD_IMG"
 
 envtest="$("${SETUP_ENVTEST:-$ROOT/bin/setup-envtest}" ${ENVTEST_BIN_DIR:+--bin-dir "$ENVTEST_BIN_DIR"} use -i -p path "$V")"
 log "the suite: go test ./test/e2e"
@@ -88,6 +95,7 @@ REKEY_E2E_KUBECONFIG="$D/admin.kubeconfig" \
   REKEY_E2E_KUBECTL="$envtest/kubectl" \
   REKEY_E2E_HELM="${HELM:-$ROOT/bin/helm}" \
   REKEY_E2E_IMAGE="$E2E_IMG" \
+  REKEY_E2E_WORKLOAD_IMAGE="$WORKLOAD_IMG" \
   REKEY_E2E_APISERVER_PORT="${E2E_APISERVER_PORT:-16443}" \
   REKEY_E2E_DIR="$D/test" \
   go test ./test/e2e/ -count=1 -v -timeout 30m ${E2E_TEST_ARGS:-}

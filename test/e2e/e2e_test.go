@@ -21,7 +21,11 @@ limitations under the License.
 //
 // It installs the bundle on the empty cluster in one command, creates the
 // root key, the keystore and two keys as docs/operations.md says, and runs
-// a rotation through the operator's Pod. Then, for every uninstall route —
+// a rotation through the operator's Pod. It runs the key service for
+// workloads as Pods (dist/kms-service.yaml), and a workload Pod that
+// decrypts its namespace's value with the AWS SDK's default configuration
+// and is refused another namespace's key (workload_test.go), then
+// uninstalls the key service. Then, for every uninstall route —
 // `make undeploy`, `kubectl delete -f dist/install.yaml` with and without
 // `-l 'rekey.dev/uninstall!=keep'`, and `helm uninstall` after switching to
 // the chart (charts/rekey) as the guide says — it uninstalls, checks that
@@ -117,6 +121,8 @@ type suite struct {
 	kubectl    string
 	helm       string
 	image      string
+	// workloadImage is hack/e2e/workload's (workload_test.go).
+	workloadImage string
 	// apiserverPort is the apiserver's on 127.0.0.1, for the operator's Pod.
 	apiserverPort string
 	c             client.Client
@@ -154,6 +160,7 @@ func TestInstallRotateUninstall(t *testing.T) {
 	s.step("Secrets under " + keyAliases[0] + ", then a rotation through the operator's Pod")
 	s.writeSecrets()
 	s.rotate("first")
+	s.workloads()
 
 	bundle := func() { s.mustKubectl("apply", "-f", s.bundle) }
 	routes := []struct {
@@ -227,7 +234,7 @@ func newSuite(t *testing.T) *suite {
 	}
 	s := &suite{t: t, ctx: context.Background(), root: root,
 		kubeconfig: os.Getenv("REKEY_E2E_KUBECONFIG"), kubectl: os.Getenv("REKEY_E2E_KUBECTL"), helm: os.Getenv("REKEY_E2E_HELM"), image: os.Getenv("REKEY_E2E_IMAGE"),
-		apiserverPort: os.Getenv("REKEY_E2E_APISERVER_PORT")}
+		apiserverPort: os.Getenv("REKEY_E2E_APISERVER_PORT"), workloadImage: os.Getenv("REKEY_E2E_WORKLOAD_IMAGE")}
 	if s.kubectl == "" || s.image == "" {
 		t.Fatal("REKEY_E2E_KUBECTL and REKEY_E2E_IMAGE must be set with REKEY_E2E_KUBECONFIG (make test-e2e sets them)")
 	}
@@ -881,6 +888,7 @@ func (s *suite) dump() {
 		{"-n", ns, "describe", "deployment,pods"},
 		{"get", "events", "-A", "--sort-by=.lastTimestamp"},
 		{"-n", ns, "logs", "deploy/" + deployName, "--all-containers", "--tail=200"},
+		{"-n", ns, "logs", "deploy/" + kmsName, "--tail=100"},
 	} {
 		out, err := s.kubectlOut(args...)
 		s.t.Logf("$ kubectl %s (%v)\n%s", strings.Join(args, " "), err, indent(out))
