@@ -114,6 +114,15 @@ E2E_TEST_ARGS ?=
 test-e2e: envtest kustomize helm ## Build the image, start the e2e cluster, install the operator from dist/install.yaml and the chart, rotate, check that every uninstall route keeps the keys, tear down.
 	$(E2E_CLUSTER_ENV) E2E_IMG="$(E2E_IMG)" VERSION="$(VERSION)" HELM="$(HELM)" E2E_TEST_ARGS="$(E2E_TEST_ARGS)" ./hack/e2e/test-e2e.sh
 
+# demo-workload: docs/workloads.md on the e2e cluster (started if it does not
+# run, stopped again after): the chart with the key service, a key granted to
+# a namespace, a Secret from `rekey secret create`, and a workload Pod that
+# decrypts with the AWS SDK's default configuration and is refused another
+# namespace's key. Needs root, like test-e2e.
+.PHONY: demo-workload
+demo-workload: envtest helm ## Show a workload Pod decrypting its value through the key service in a real cluster (docs/workloads.md).
+	$(E2E_CLUSTER_ENV) E2E_IMG="$(E2E_IMG)" VERSION="$(VERSION)" HELM="$(HELM)" ./hack/demo-workload.sh
+
 BENCH_N ?= 10000
 BENCH_NOISE ?= 10000
 BENCH_ARGS ?=
