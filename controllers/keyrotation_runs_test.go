@@ -92,10 +92,11 @@ func (f *fixture) rerun(name string) {
 	})
 }
 
-// newRunFinished waits until a run other than prev has finished.
-func (f *fixture) newRunFinished(name, prev string) *rekeyv1alpha1.KeyRotation {
+// newRunFinished waits until a run of rotation "r" other than prev has
+// finished.
+func (f *fixture) newRunFinished(prev string) *rekeyv1alpha1.KeyRotation {
 	f.t.Helper()
-	return f.wait(name, "a new run finished", func(kr *rekeyv1alpha1.KeyRotation) bool {
+	return f.wait("r", "a new run finished", func(kr *rekeyv1alpha1.KeyRotation) bool {
 		return finishedRun(kr) && kr.Status.Run != nil && kr.Status.Run.ID != prev
 	})
 }
@@ -188,7 +189,7 @@ func TestNewRunNeverReusesAnEarlierRunsMarks(t *testing.T) {
 	a.f.edit("r", func(kr *rekeyv1alpha1.KeyRotation) {
 		kr.Spec.DestinationEncryptionContext = map[string]string{"app": "billing", "v": "2"}
 	})
-	kr = a.f.newRunFinished("r", first)
+	kr = a.f.newRunFinished(first)
 	if a.srv.ReEncrypts.Load() == calls {
 		t.Fatal("the new run made no ReEncrypt call")
 	}
@@ -300,7 +301,7 @@ func TestReverificationFindsOldBlobsAgain(t *testing.T) {
 
 	f.edit("r", func(kr *rekeyv1alpha1.KeyRotation) { kr.Spec.Paused = false })
 	f.rerun("r")
-	kr = f.newRunFinished("r", first)
+	kr = f.newRunFinished(first)
 	if kr.Status.Secrets != (rekeyv1alpha1.SecretCounts{Total: 6, Rotated: 2, Skipped: 4}) || drained(kr) != metav1.ConditionTrue {
 		t.Fatalf("re-run: %+v drained %s", kr.Status.Secrets, drained(kr))
 	}
@@ -339,7 +340,7 @@ func TestAMarkCountsOnlyWithItsValues(t *testing.T) {
 		t.Fatalf("verification: %+v", v)
 	}
 	a.f.rerun("r")
-	kr = a.f.newRunFinished("r", first)
+	kr = a.f.newRunFinished(first)
 	if kr.Status.Secrets != (rekeyv1alpha1.SecretCounts{Total: 4, Rotated: 1, Skipped: 3}) || drained(kr) != metav1.ConditionTrue {
 		t.Fatalf("re-run: %+v drained %s", kr.Status.Secrets, drained(kr))
 	}

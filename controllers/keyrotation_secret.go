@@ -295,6 +295,9 @@ func (rn *run) plan(ctx context.Context, s *corev1.Secret) (secretResult, *corev
 		return res, nil
 	case s.Immutable != nil && *s.Immutable:
 		return failedSecret(s, "", ReasonImmutableSecret, "the Secret is immutable: its values cannot be rewritten; recreate it to rotate it"), nil
+	case rn.kr.Spec.GitOps != rekeyv1alpha1.GitOpsRotate && gitOpsManager(s) != "":
+		return failedSecret(s, "", ReasonManagedByGitOps, fmt.Sprintf("the Secret is applied from Git by %s: a write here would be undone by the next sync; "+
+			"re-encrypt its manifest in Git with `rekey manifests reencrypt`, or set spec.gitOps: Rotate", gitOpsManager(s))), nil
 	case rn.kr.Spec.DryRun:
 		res.kind, res.blobs.WouldRotate, res.blobs.Skipped = resultWouldRotate, rotated, n-rotated
 		return res, nil
@@ -452,4 +455,24 @@ func (rn *run) call(ctx context.Context, in *kms.ReEncryptInput) (*kms.ReEncrypt
 		case <-t.C:
 		}
 	}
+}
+
+// gitOpsManager names the GitOps tool that applies a Secret from Git, by
+// the marks the tools leave on what they apply, or "" for none: Argo CD's
+// tracking annotation (its default since 3.0) or instance label, Flux
+// kustomize-controller's and helm-controller's labels. Argo CD's label
+// tracking on app.kubernetes.io/instance is not read: Helm sets that
+// label too.
+func gitOpsManager(s *corev1.Secret) string {
+	switch {
+	case s.Annotations["argocd.argoproj.io/tracking-id"] != "":
+		return "Argo CD (argocd.argoproj.io/tracking-id)"
+	case s.Labels["argocd.argoproj.io/instance"] != "":
+		return "Argo CD (argocd.argoproj.io/instance)"
+	case s.Labels["kustomize.toolkit.fluxcd.io/name"] != "":
+		return "Flux (kustomize.toolkit.fluxcd.io/name)"
+	case s.Labels["helm.toolkit.fluxcd.io/name"] != "":
+		return "Flux (helm.toolkit.fluxcd.io/name)"
+	}
+	return ""
 }

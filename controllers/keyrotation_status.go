@@ -58,6 +58,7 @@ const (
 	ReasonInvalidContext      = "InvalidEncryptionContext"
 	ReasonBlobTooLarge        = "BlobTooLarge"
 	ReasonImmutableSecret     = "SecretImmutable"
+	ReasonManagedByGitOps     = "ManagedByGitOps"
 	ReasonWriteRejected       = "SecretWriteRejected"
 	ReasonConflictsExceeded   = "TooManyConflicts"
 	ReasonKeyNotAllowed       = "KeyNotAllowedForNamespace"
@@ -76,6 +77,9 @@ func finished(kr *rekeyv1alpha1.KeyRotation) bool {
 // but paused, maxConcurrency and verifyInterval, which never start a run.
 func specDigest(spec rekeyv1alpha1.KeyRotationSpec) string {
 	spec.Paused, spec.MaxConcurrency, spec.VerifyInterval = false, 0, nil
+	if spec.GitOps == rekeyv1alpha1.GitOpsReport {
+		spec.GitOps = "" // the default, spelled out: the same run
+	}
 	b, err := json.Marshal(spec)
 	if err != nil {
 		panic(err) // a struct of strings, maps and ints always marshals

@@ -117,6 +117,19 @@ type KeyRotationSpec struct {
 	// +optional
 	DryRun bool `json:"dryRun,omitempty"`
 
+	// GitOps says what becomes of a selected Secret that Argo CD or Flux
+	// applies from Git (it carries their tracking annotation or labels:
+	// argocd.argoproj.io/tracking-id, argocd.argoproj.io/instance,
+	// kustomize.toolkit.fluxcd.io/name, helm.toolkit.fluxcd.io/name) and
+	// has blobs to move. Report (the default, also when empty) leaves it
+	// unwritten — the next sync would write the old blobs back — and fails
+	// it with reason ManagedByGitOps: re-encrypt its manifest in Git with
+	// `rekey manifests reencrypt`. Rotate writes it like any other Secret,
+	// for those who write the result back to Git themselves.
+	// +optional
+	// +kubebuilder:validation:Enum=Report;Rotate
+	GitOps GitOpsPolicy `json:"gitOps,omitempty"`
+
 	// VerifyInterval is how often a finished rotation reads its Secrets
 	// again (read-only: no write, and no key service call where blob headers
 	// can be read) and turns SourceKeysDrained False when a blob under a
@@ -179,6 +192,17 @@ type LocalObjectReference struct {
 	// +kubebuilder:validation:MaxLength=253
 	Name string `json:"name"`
 }
+
+// GitOpsPolicy is what a rotation does with Secrets applied from Git.
+type GitOpsPolicy string
+
+const (
+	// GitOpsReport leaves GitOps-managed Secrets unwritten and reports
+	// them (the default).
+	GitOpsReport GitOpsPolicy = "Report"
+	// GitOpsRotate rotates them like any other Secret.
+	GitOpsRotate GitOpsPolicy = "Rotate"
+)
 
 // Phase is where a KeyRotation is in its life.
 // +kubebuilder:validation:Enum=Pending;Running;Paused;Stalled;Succeeded;Failed
