@@ -22,6 +22,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -39,7 +40,8 @@ func rekeyCmd(stdin string, argv ...string) (string, string, int) {
 
 // gitTree writes a working tree like a GitOps repository's: a kustomize
 // overlay with an annotated multi-document file carrying comments, a file
-// with no Secret, and a .git directory whose YAML must never be read.
+// with no Secret, and a hidden directory (as .git is) whose YAML must never
+// be read.
 func gitTree(t *testing.T, blob func(key, pt string, ec map[string]string) string) (dir string, files map[string]string) {
 	t.Helper()
 	dir = t.TempDir()
@@ -67,7 +69,7 @@ metadata: {name: billing-api, namespace: billing, annotations: {rekey.dev/encryp
 data: {key: %s}
 `, blob("alias/old", "PLAINTEXT-1", ec), blob("alias/old", "PLAINTEXT-2", ec), blob("alias/old", "PLAINTEXT-3", nil)),
 		"apps/billing/deploy.yml": "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: billing}\n",
-		".git/stray.yaml":         "apiVersion: v1\nkind: Secret\nmetadata:\n  name: x\n  annotations: {rekey.dev/encrypted-keys: a}\ndata: {a: bm90IGEgYmxvYg==}\n",
+		".hidden/stray.yaml":      "apiVersion: v1\nkind: Secret\nmetadata:\n  name: x\n  annotations: {rekey.dev/encrypted-keys: a}\ndata: {a: bm90IGEgYmxvYg==}\n",
 	}
 	for name, body := range files {
 		p := filepath.Join(dir, name)
@@ -100,8 +102,8 @@ func changedLines(t *testing.T, a, b string) []string {
 
 // The issue's done-when, on the embedded keystore: --check fails before
 // and passes after; one command re-encrypts the tree; only the blob lines
-// change, each still a line of the same shape; files without Secrets and
-// .git are untouched; the values decrypt under the new key.
+// change, each still a line of the same shape (git diff says so); files
+// without Secrets and hidden directories are untouched; the values decrypt under the new key.
 func TestManifestsReencryptAWorkingTree(t *testing.T) {
 	c := newCLI(t)
 	c.ok("", "key", "create", "--alias", "alias/old")
@@ -121,6 +123,8 @@ func TestManifestsReencryptAWorkingTree(t *testing.T) {
 		return rekeyCmd("", append(argv, extra...)...)
 	}
 
+	git := gitRepo(t, dir)
+
 	_, report, code := reencrypt("--check")
 	if code != 1 || strings.Count(report, "UnderSourceKey") != 3 || !strings.Contains(report, "secrets.yaml:11: Secret billing/billing-db, data.password") {
 		t.Fatalf("check before: exit %d\n%s", code, report)
@@ -128,6 +132,11 @@ func TestManifestsReencryptAWorkingTree(t *testing.T) {
 	_, report, code = reencrypt()
 	if code != 0 || !strings.Contains(report, "3 blobs re-encrypted") {
 		t.Fatalf("reencrypt: exit %d\n%s", code, report)
+	}
+	// What a reviewer sees: git diff names one file, three lines out and
+	// three in.
+	if stat := strings.TrimSpace(git("diff", "--numstat")); stat != "3\t3\tapps/billing/secrets.yaml" {
+		t.Fatalf("git diff --numstat:\n%s", stat)
 	}
 	for name, before := range files {
 		after, err := os.ReadFile(filepath.Join(dir, name))
@@ -161,6 +170,31 @@ func TestManifestsReencryptAWorkingTree(t *testing.T) {
 	if code != 0 || !strings.Contains(report, "0 blobs under a source key, 3 already under the destination") {
 		t.Fatalf("check after: exit %d\n%s", code, report)
 	}
+}
+
+// gitRepo makes dir a Git repository with everything committed, and
+// returns a runner of git in it; the test skips without git.
+func gitRepo(t *testing.T, dir string) func(args ...string) string {
+	t.Helper()
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("git is not installed")
+	}
+	run := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command("git", args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@localhost", "GIT_COMMITTER_NAME=t",
+			"GIT_COMMITTER_EMAIL=t@localhost", "GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	run("init", "-q")
+	run("add", "-A")
+	run("commit", "-q", "-m", "manifests")
+	return run
 }
 
 // keyIDOf reads the key id from a rekey blob's header.
