@@ -73,6 +73,8 @@ func commands() map[string]command {
 		{"reencrypt", "re-encrypt a base64 blob from stdin under another key or version", runReEncrypt},
 		{"secret", "create: write (or apply) a Secret manifest of values encrypted under a key", runSecret},
 		{"manifests", "reencrypt: re-encrypt the blobs of annotated Secret manifests in files (where Git holds them)", runManifests},
+		{"status", "show a KeyRotation (or list them): progress, conditions, failures, inventory", runStatus},
+		{"rerun", "start a new run of a finished KeyRotation (rekey.dev/requested-at)", runRerun},
 		{"kms", "serve the engine over the AWS KMS API (kms serve)", runKMS},
 		{"version", "print rekey's version", runVersion},
 	}
