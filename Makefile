@@ -111,7 +111,7 @@ e2e-cluster-down: ## Stop the end-to-end test cluster and remove everything it l
 # there is no container engine and none can be installed.
 E2E_TEST_ARGS ?=
 .PHONY: test-e2e
-test-e2e: envtest kustomize helm ## Build the image, start the e2e cluster, install the operator from dist/install.yaml and the chart, rotate, check that every uninstall route keeps the keys, tear down.
+test-e2e: envtest kustomize helm ## Build the image, start the e2e cluster, install the operator from dist/install.yaml and the chart, rotate, run a workload Pod through the key service, check that every uninstall route keeps the keys, tear down.
 	$(E2E_CLUSTER_ENV) E2E_IMG="$(E2E_IMG)" VERSION="$(VERSION)" HELM="$(HELM)" E2E_TEST_ARGS="$(E2E_TEST_ARGS)" ./hack/e2e/test-e2e.sh
 
 # demo-workload: docs/workloads.md on the e2e cluster (started if it does not

@@ -330,8 +330,9 @@ func kmsForThisCluster(bundle []byte, image, apiserverPort string, port int) ([]
 	return bytes.Join(docs, []byte("---\n")), nil
 }
 
-// mustRun runs a program of the checkout in the suite's directory.
-func (s *suite) mustRun(name string, args ...string) string {
+// mustRun runs a program of the checkout in the suite's directory and logs
+// its output.
+func (s *suite) mustRun(name string, args ...string) {
 	s.t.Helper()
 	cmd := exec.Command(name, args...)
 	cmd.Dir = s.dir
@@ -340,5 +341,5 @@ func (s *suite) mustRun(name string, args ...string) string {
 	if err != nil {
 		s.t.Fatalf("%s %s: %v\n%s", filepath.Base(name), strings.Join(args, " "), err, out)
 	}
-	return string(out)
+	s.t.Logf("%s %s:\n%s", filepath.Base(name), strings.Join(args, " "), indent(string(out)))
 }
