@@ -114,10 +114,12 @@ func (l lockedWriter) Write(b []byte) (int, error) {
 
 func (p *podServer) fetch(t *testing.T, token string) (aws.Credentials, error) {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second) // a bound that fails to hold fails, not hangs
+	defer cancel()
 	return endpointcreds.New(p.url+awsapi.CredentialsPath, func(o *endpointcreds.Options) {
 		o.AuthorizationToken = token
 		o.Retryer = aws.NopRetryer{}
-	}).Retrieve(context.Background())
+	}).Retrieve(ctx)
 }
 
 func (p *podServer) client(c aws.Credentials) *awskms.Client {
@@ -197,6 +199,8 @@ func TestCredentialsReviewsBounded(t *testing.T) {
 	}
 	rev := &stubReviewer{block: make(chan struct{}), started: make(chan struct{}, 8)}
 	p := startPodServer(t, engine, &testClock{t: time.Now()}, rev, 1)
+	var unblock sync.Once
+	t.Cleanup(func() { unblock.Do(func() { close(rev.block) }) }) // before the server's Close waits for handlers
 	first := make(chan error, 1)
 	go func() { _, err := p.fetch(t, "bad-token"); first <- err }()
 	<-rev.started // the one slot is taken
@@ -205,7 +209,7 @@ func TestCredentialsReviewsBounded(t *testing.T) {
 	if errorCode(err) != "ThrottlingException" || !errors.As(err, &re) || re.HTTPStatusCode() != http.StatusTooManyRequests {
 		t.Fatalf("a second token while one is reviewed: want 429 ThrottlingException, got %v", err)
 	}
-	close(rev.block)
+	unblock.Do(func() { close(rev.block) })
 	if err := <-first; errorCode(err) != "AccessDeniedException" {
 		t.Fatalf("the first: %v", err)
 	}
@@ -241,5 +245,12 @@ func TestPolicyTagsValidated(t *testing.T) {
 	}
 	if _, err := admin.TagResource(ctx, &awskms.TagResourceInput{KeyId: k.KeyMetadata.KeyId, Tags: tag("team", "*")}); err != nil {
 		t.Errorf("another tag is not a policy: %v", err)
+	}
+	// A long-term access key has no session: a security token with it is
+	// refused, as AWS refuses it.
+	withToken := awskms.New(awskms.Options{Region: "local", BaseEndpoint: aws.String(hs.URL), RetryMaxAttempts: 1,
+		Credentials: credentials.NewStaticCredentialsProvider("AKADMIN", "admin-secret", "some-token")})
+	if _, err := withToken.ListKeys(ctx, &awskms.ListKeysInput{}); errorCode(err) != "UnrecognizedClientException" {
+		t.Errorf("a long-term key with a security token: want UnrecognizedClientException, got %v", err)
 	}
 }
