@@ -121,8 +121,10 @@ type suite struct {
 	kubectl    string
 	helm       string
 	image      string
-	// workloadImage is hack/e2e/workload's (workload_test.go).
+	// workloadImage is hack/e2e/workload's (workload_test.go); kmsPort is
+	// the key service's on 127.0.0.1, once workloads ran.
 	workloadImage string
+	kmsPort       int
 	// apiserverPort is the apiserver's on 127.0.0.1, for the operator's Pod.
 	apiserverPort string
 	c             client.Client
@@ -191,6 +193,11 @@ func TestInstallRotateUninstall(t *testing.T) {
 				s.waitOperator()
 				s.checkMetrics()
 				s.rotate(r.id + "-installed")
+				if r.id == "helm" {
+					s.step("the chart's key service (kms.enabled), and the workload Pod against it")
+					s.waitKMS(s.kmsPort)
+					s.runWorkload("workload-helm")
+				}
 				uninstall = r.uninstall
 			}
 			s.waitProtected()
@@ -697,6 +704,21 @@ env:
 - {name: KUBERNETES_SERVICE_HOST, value: "127.0.0.1"}
 - {name: KUBERNETES_SERVICE_PORT, value: %q}
 `, repo, tag, s.healthPort, s.metricsPort, s.apiserverPort)
+	if s.kmsPort != 0 {
+		// The key service for workloads, as workloads ran it from
+		// dist/kms-service.yaml: one replica on the host network.
+		values += fmt.Sprintf(`kms:
+  enabled: true
+  replicas: 1
+  podDisruptionBudget: {enabled: false}
+  hostNetwork: true
+  host: 127.0.0.1
+  port: %d
+  env:
+  - {name: KUBERNETES_SERVICE_HOST, value: "127.0.0.1"}
+  - {name: KUBERNETES_SERVICE_PORT, value: %q}
+`, s.kmsPort, s.apiserverPort)
+	}
 	file := filepath.Join(s.dir, "values-e2e.yaml")
 	if err := os.WriteFile(file, []byte(values), 0o644); err != nil {
 		s.t.Fatal(err)

@@ -46,6 +46,9 @@ const (
 	// The workload's keys: its namespace's (appNS) and another namespace's.
 	workloadKey, otherKey = "alias/workload-billing", "alias/workload-payments"
 	otherNS               = "payments"
+	// valuesSecret-own holds a value under workloadKey, valuesSecret-other
+	// one under otherKey, both in appNS.
+	valuesSecret = "workload-values"
 )
 
 // workloads is docs/workloads.md on this cluster: the key service
@@ -59,7 +62,8 @@ const (
 // refused the other key with AccessDeniedException, which its log and its
 // exit status say. The key service's audit log must show both. Then the key
 // service is uninstalled, so that the uninstall routes find only the
-// operator in rekey-system.
+// operator in rekey-system. The Helm route installs it again with the
+// chart (kms.enabled, helmInstall) and runs the same Pod against it.
 //
 // This cluster has no Service routing, so the key service runs as one
 // replica on the host network, listening on 127.0.0.1 with a certificate
@@ -95,6 +99,54 @@ func (s *suite) workloads() {
 		s.t.Fatal(err)
 	}
 	s.mustKubectl("apply", "-f", kmsBundle)
+	s.waitKMS(port)
+	s.kmsPort = port
+
+	s.step("keys granted to billing and to payments; a Secret of billing's with a value under each, by rekey secret create")
+	keyFlags := []string{"--keystore", keystoreID, "--root-key-file", "root.key"}
+	for _, k := range []struct{ alias, ns string }{{workloadKey, appNS}, {otherKey, otherNS}} {
+		s.mustRekey(append([]string{"key", "create", "--alias", k.alias}, keyFlags...)...)
+		s.mustRekey(append(append([]string{"key", "grant", k.alias, "--operations", "decrypt"}, keyFlags...), k.ns)...)
+	}
+	s.mustRekey(append([]string{"secret", "create", valuesSecret + "-own", "--namespace", appNS, "--key", workloadKey,
+		"--context", "app=billing", "--from-literal", "value=the billing value", "--apply"}, keyFlags...)...)
+	s.mustRekey(append([]string{"secret", "create", valuesSecret + "-other", "--namespace", appNS, "--key", otherKey,
+		"--context", "app=billing", "--from-literal", "value=a payments value", "--apply"}, keyFlags...)...)
+
+	s.step("a workload Pod: projected token (audience rekey), the CA, the standard AWS variables, the AWS SDK for Go v2")
+	ca, err := os.ReadFile(filepath.Join(tlsDir, "ca.crt"))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	for _, o := range []client.Object{
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "app", Namespace: appNS}},
+		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "rekey-kms-ca", Namespace: appNS}, Data: map[string]string{"ca.crt": string(ca)}},
+	} {
+		if err := s.c.Create(s.ctx, o); err != nil {
+			s.t.Fatalf("creating %T %s: %v", o, o.GetName(), err)
+		}
+	}
+	s.runWorkload("workload")
+
+	s.step("uninstall the key service: kubectl delete -f dist/kms-service.yaml")
+	s.mustKubectl("delete", "-f", kmsBundle)
+	s.eventually(time.Minute, "the key service's Pods gone", func() error {
+		pods := &corev1.PodList{}
+		if err := s.c.List(s.ctx, pods, client.InNamespace(ns), client.MatchingLabels{"app.kubernetes.io/component": "kms"}); err != nil {
+			return err
+		}
+		if len(pods.Items) > 0 {
+			return fmt.Errorf("%d Pods left", len(pods.Items))
+		}
+		return nil
+	})
+	s.t.Logf("the key service and its workload in %.1fs, from the TLS Secret to the key service's Pods gone", time.Since(t0).Seconds())
+}
+
+// waitKMS waits until the key service's one replica is Ready.
+func (s *suite) waitKMS(port int) {
+	s.t.Helper()
+	t0 := time.Now()
 	s.eventually(3*time.Minute, "the key service's Deployment available", func() error {
 		d := &appsv1.Deployment{}
 		if err := s.c.Get(s.ctx, client.ObjectKey{Namespace: ns, Name: kmsName}, d); err != nil {
@@ -106,37 +158,20 @@ func (s *suite) workloads() {
 		return nil
 	})
 	s.t.Logf("the key service is Ready in %.1fs, on https://127.0.0.1:%d (host network, one replica)", time.Since(t0).Seconds(), port)
+}
 
-	s.step("keys granted to billing and to payments; a Secret of billing's with a value under each, by rekey secret create")
-	keyFlags := []string{"--keystore", keystoreID, "--root-key-file", "root.key"}
-	for _, k := range []struct{ alias, ns string }{{workloadKey, appNS}, {otherKey, otherNS}} {
-		s.mustRekey(append([]string{"key", "create", "--alias", k.alias}, keyFlags...)...)
-		s.mustRekey(append(append([]string{"key", "grant", k.alias, "--operations", "decrypt"}, keyFlags...), k.ns)...)
+// runWorkload runs the workload Pod name in appNS against the key service
+// on s.kmsPort and checks, from its log, its exit status and the key
+// service's audit log, that it decrypted its namespace's value and was
+// refused the other key; then deletes the Pod.
+func (s *suite) runWorkload(name string) {
+	s.t.Helper()
+	pod := workloadPod(name, s.workloadImage, s.kmsPort, valuesSecret)
+	if err := s.c.Create(s.ctx, pod); err != nil {
+		s.t.Fatalf("creating Pod %s: %v", name, err)
 	}
-	const secretName = "workload-values"
-	s.mustRekey(append([]string{"secret", "create", secretName + "-own", "--namespace", appNS, "--key", workloadKey,
-		"--context", "app=billing", "--from-literal", "value=the billing value", "--apply"}, keyFlags...)...)
-	s.mustRekey(append([]string{"secret", "create", secretName + "-other", "--namespace", appNS, "--key", otherKey,
-		"--context", "app=billing", "--from-literal", "value=a payments value", "--apply"}, keyFlags...)...)
-
-	s.step("a workload Pod: projected token (audience rekey), the CA, the standard AWS variables, the AWS SDK for Go v2")
-	ca, err := os.ReadFile(filepath.Join(tlsDir, "ca.crt"))
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	objs := []client.Object{
-		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "app", Namespace: appNS}},
-		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "rekey-kms-ca", Namespace: appNS}, Data: map[string]string{"ca.crt": string(ca)}},
-		workloadPod(s.workloadImage, port, secretName),
-	}
-	for _, o := range objs {
-		if err := s.c.Create(s.ctx, o); err != nil {
-			s.t.Fatalf("creating %T %s: %v", o, o.GetName(), err)
-		}
-	}
-	pod := &corev1.Pod{}
 	s.eventually(2*time.Minute, "the workload Pod finished", func() error {
-		if err := s.c.Get(s.ctx, client.ObjectKey{Namespace: appNS, Name: "workload"}, pod); err != nil {
+		if err := s.c.Get(s.ctx, client.ObjectKeyFromObject(pod), pod); err != nil {
 			return err
 		}
 		if pod.Status.Phase != corev1.PodSucceeded && pod.Status.Phase != corev1.PodFailed {
@@ -144,8 +179,8 @@ func (s *suite) workloads() {
 		}
 		return nil
 	})
-	logs := s.mustKubectl("-n", appNS, "logs", "workload")
-	s.t.Logf("kubectl logs workload (phase %s):\n%s", pod.Status.Phase, indent(logs))
+	logs := s.mustKubectl("-n", appNS, "logs", name)
+	s.t.Logf("kubectl logs %s (phase %s):\n%s", name, pod.Status.Phase, indent(logs))
 	if pod.Status.Phase != corev1.PodSucceeded {
 		kmsLogs, _ := s.kubectlOut("-n", ns, "logs", "deploy/"+kmsName, "--tail=50")
 		s.t.Fatalf("the workload Pod ended %s; the key service's log:\n%s", pod.Status.Phase, indent(kmsLogs))
@@ -182,36 +217,22 @@ func (s *suite) workloads() {
 		}
 		return nil
 	})
-	s.t.Logf("the workload decrypted billing's value and was refused payments' key (AccessDeniedException), " +
-		"as its log, its exit status and the key service's audit log say")
-
-	s.step("uninstall the key service: kubectl delete -f dist/kms-service.yaml")
+	s.t.Logf("the workload %s decrypted billing's value and was refused payments' key (AccessDeniedException), "+
+		"as its log, its exit status and the key service's audit log say", name)
 	if err := s.c.Delete(s.ctx, pod); err != nil && !apierrors.IsNotFound(err) {
 		s.t.Fatal(err)
 	}
-	s.mustKubectl("delete", "-f", kmsBundle)
-	s.eventually(time.Minute, "the key service's Pods gone", func() error {
-		pods := &corev1.PodList{}
-		if err := s.c.List(s.ctx, pods, client.InNamespace(ns), client.MatchingLabels{"app.kubernetes.io/component": "kms"}); err != nil {
-			return err
-		}
-		if len(pods.Items) > 0 {
-			return fmt.Errorf("%d Pods left", len(pods.Items))
-		}
-		return nil
-	})
-	s.t.Logf("the key service and its workload in %.1fs, from the TLS Secret to the key service's Pods gone", time.Since(t0).Seconds())
 }
 
 // workloadPod is docs/workloads.md's Pod, on the host network of this
 // cluster: it calls the key service at https://127.0.0.1:port.
-func workloadPod(image string, port int, secretName string) *corev1.Pod {
+func workloadPod(name, image string, port int, secretName string) *corev1.Pod {
 	url := "https://127.0.0.1:" + strconv.Itoa(port)
-	secretVol := func(name string) corev1.Volume {
-		return corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: secretName + "-" + name}}}
+	secretVol := func(v string) corev1.Volume {
+		return corev1.Volume{Name: v, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: secretName + "-" + v}}}
 	}
 	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "workload", Namespace: appNS},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: appNS},
 		Spec: corev1.PodSpec{
 			ServiceAccountName: "app",
 			HostNetwork:        true,
