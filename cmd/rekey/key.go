@@ -35,10 +35,13 @@ const keyUsage = `usage: rekey key <subcommand> [flags]
   create   [--description D] [--alias alias/NAME] [--allow-namespace NS]...
                                                     create a key; prints its ARN
   allow    KEY NAMESPACE...                         let KeyRotations in these namespaces use the key ("*": all)
+  disallow KEY NAMESPACE...                         take those namespaces out of the key's rekey.dev/namespaces
   grant    KEY --operations OPS NS[/SA]...          let Pods of these namespaces (or only these ServiceAccounts)
                                                     call OPS with the key through kms serve --pod-identity;
                                                     OPS: decrypt, encrypt, generate-data-key (comma-separated)
   revoke   KEY [--operations OPS] NS[/SA]...        take those entries out again (default: every operation)
+  show     KEY                                      the key as a person reads it: aliases, state, namespaces,
+                                                    grants, tags, backing-key versions
   describe KEY                                      print the key's metadata and tags as JSON
   list                                              list keys with state, aliases and workload policy
   rotate   KEY                                      add a backing-key version (RotateKeyOnDemand)
@@ -69,7 +72,7 @@ func runKey(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 		fs.StringVar(&operations, "operations", "", "comma-separated: "+strings.Join(keypolicy.OperationNames, ", ")+
 			" (revoke: default all)")
 	}
-	if sub == "create" {
+	if sub == subCreate {
 		description = fs.String("description", "", "key description")
 		alias = fs.String("alias", "", "alias to create for the key, alias/NAME")
 		fs.Var(&namespaces, "allow-namespace", "namespace whose KeyRotations may use the key (repeatable; \"*\" for all)")
@@ -78,7 +81,7 @@ func runKey(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 	if err != nil {
 		return err
 	}
-	want := map[string]int{"create": 0, "describe": 1, "list": 0, "rotate": 1, "rotations": 1, "alias": 2, "disable": 1, "enable": 1, "allow": -2,
+	want := map[string]int{subCreate: 0, "describe": 1, "list": 0, "rotate": 1, "rotations": 1, "alias": 2, "disable": 1, "enable": 1, "allow": -2, "disallow": -2, "show": 1,
 		subGrant: -2, subRevoke: -2}
 	n, known := want[sub]
 	if !known {
@@ -91,6 +94,9 @@ func runKey(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 	if n >= 0 && len(pos) != n {
 		return fmt.Errorf("%w: key %s takes %d argument(s), got %d (see rekey key --help)", errUsage, sub, n, len(pos))
 	}
+	if err := checkKeyNamespaces(sub, pos, namespaces); err != nil {
+		return err
+	}
 	var change *policyChange
 	if isPolicySub(sub) {
 		if change, err = parsePolicyChange(sub, operations, pos[1:]); err != nil {
@@ -102,7 +108,7 @@ func runKey(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 		return err
 	}
 	switch sub {
-	case "create":
+	case subCreate:
 		return createKey(ctx, e, *description, *alias, namespaces, stdout)
 	case "describe":
 		return describeKey(ctx, e, pos[0], stdout)
@@ -111,32 +117,15 @@ func runKey(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 	case "rotate":
 		return rotateKey(ctx, e, pos[0], stdout)
 	case "rotations":
-		out, err := e.ListKeyRotations(ctx, &kms.ListKeyRotationsInput{KeyID: pos[0]})
-		if err != nil {
-			return err
-		}
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "DATE\tTYPE\tKEY MATERIAL")
-		for _, r := range out.Rotations {
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", r.RotationDate.UTC().Format("2006-01-02T15:04:05Z"), r.RotationType, r.KeyMaterialID)
-		}
-		return tw.Flush()
+		return listRotations(ctx, e, pos[0], stdout)
 	case "alias":
-		target, err := e.DescribeKey(ctx, &kms.DescribeKeyInput{KeyID: pos[1]})
-		if err != nil {
-			return err
-		}
-		_, err = e.UpdateAlias(ctx, &kms.UpdateAliasInput{AliasName: pos[0], TargetKeyID: target.KeyMetadata.KeyID})
-		if kms.CodeOf(err) == kms.CodeNotFound {
-			_, err = e.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: pos[0], TargetKeyID: target.KeyMetadata.KeyID})
-		}
-		if err != nil {
-			return err
-		}
-		_, err = fmt.Fprintf(stdout, "%s -> %s\n", pos[0], target.KeyMetadata.Arn)
-		return err
+		return setAlias(ctx, e, pos[0], pos[1], stdout)
 	case "allow":
 		return allowNamespaces(ctx, e, pos[0], pos[1:], stdout)
+	case "disallow":
+		return disallowNamespaces(ctx, e, pos[0], pos[1:], stdout)
+	case "show":
+		return showKey(ctx, e, pos[0], stdout)
 	case subGrant, subRevoke:
 		return changePolicy(ctx, e, pos[0], change, stdout)
 	case "disable":
@@ -146,6 +135,52 @@ func runKey(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 		_, err := e.EnableKey(ctx, &kms.KeyIDInput{KeyID: pos[0]})
 		return err
 	}
+}
+
+// listRotations prints a key's rotations.
+func listRotations(ctx context.Context, e *kms.Engine, key string, stdout io.Writer) error {
+	out, err := e.ListKeyRotations(ctx, &kms.ListKeyRotationsInput{KeyID: key})
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "DATE\tTYPE\tKEY MATERIAL")
+	for _, r := range out.Rotations {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", r.RotationDate.UTC().Format("2006-01-02T15:04:05Z"), r.RotationType, r.KeyMaterialID)
+	}
+	return tw.Flush()
+}
+
+// setAlias points alias at key, creating it when it does not exist.
+func setAlias(ctx context.Context, e *kms.Engine, alias, key string, stdout io.Writer) error {
+	target, err := e.DescribeKey(ctx, &kms.DescribeKeyInput{KeyID: key})
+	if err != nil {
+		return err
+	}
+	_, err = e.UpdateAlias(ctx, &kms.UpdateAliasInput{AliasName: alias, TargetKeyID: target.KeyMetadata.KeyID})
+	if kms.CodeOf(err) == kms.CodeNotFound {
+		_, err = e.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: alias, TargetKeyID: target.KeyMetadata.KeyID})
+	}
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(stdout, "%s -> %s\n", alias, target.KeyMetadata.Arn)
+	return err
+}
+
+// subCreate is rekey key create.
+const subCreate = "create"
+
+// checkKeyNamespaces refuses invalid namespace names given to allow,
+// disallow and create --allow-namespace, before anything is opened.
+func checkKeyNamespaces(sub string, pos, allowNamespaces []string) error {
+	switch sub {
+	case "allow", "disallow":
+		return checkNamespaces(pos[1:])
+	case subCreate:
+		return checkNamespaces(allowNamespaces)
+	}
+	return nil
 }
 
 // rotateKey adds a backing-key version and says which one encrypts now.
