@@ -27,6 +27,12 @@ limitations under the License.
 // operation, a strict JSON decode, the principal's policy (Policy), then
 // the engine. Every request ends with one audit line (AuditRecord).
 // HTTPServer bounds connections, headers and time (Limits) and serves TLS.
+//
+// With Options.PodIdentity the same handler serves GET /v1/credentials
+// (CredentialsPath, the AWS container-credentials protocol: a
+// ServiceAccount token in, session credentials out) and accepts those
+// session credentials, authorised by the keys' policy tags (keypolicy);
+// see credentials.go and podidentity.
 package awsapi
 
 import (
