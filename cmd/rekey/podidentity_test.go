@@ -251,8 +251,9 @@ func TestKMSServePodIdentity(t *testing.T) {
 		t.Fatalf("credentials from a 600 s token with --session-duration 1h: expire in %v, %v", time.Until(capped.Expires), err)
 	}
 
-	// Revocation: a token bound to a Secret works until the Secret is
-	// deleted; a token of a ServiceAccount works until it is deleted. The
+	// Revocation: a token bound to a Secret or a Pod works until that
+	// object is deleted; a token of a ServiceAccount works until it is
+	// deleted. The
 	// kube-apiserver caches a token it authenticated for 10 s, so the
 	// refusal comes within that (polled, not slept).
 	holder := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: nsA, Name: "token-holder"}}
@@ -261,7 +262,14 @@ func TestKMSServePodIdentity(t *testing.T) {
 	}
 	bound := serviceAccountToken(t, cs, nsA, "app", "rekey", &authnv1.BoundObjectReference{Kind: "Secret", APIVersion: "v1", Name: holder.Name, UID: holder.UID})
 	gone := serviceAccountToken(t, cs, nsA, "gone", "rekey", nil)
-	for what, tok := range map[string]string{"a token bound to a live Secret": bound, "a token of a live ServiceAccount": gone} {
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: nsA, Name: "workload"}, Spec: corev1.PodSpec{
+		ServiceAccountName: "app", Containers: []corev1.Container{{Name: "app", Image: "registry.invalid/app"}}}}
+	if err := env.Client.Create(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	podBound := serviceAccountToken(t, cs, nsA, "app", "rekey", &authnv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID})
+	for what, tok := range map[string]string{"a token bound to a live Secret": bound, "a token of a live ServiceAccount": gone,
+		"a token bound to a live Pod": podBound} {
 		if _, err := fetch(url1, tok); err != nil {
 			t.Fatalf("%s: %v", what, err)
 		}
@@ -272,7 +280,12 @@ func TestKMSServePodIdentity(t *testing.T) {
 	if err := env.Client.Delete(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: nsA, Name: "gone"}}); err != nil {
 		t.Fatal(err)
 	}
-	for what, tok := range map[string]string{"a token bound to a deleted Secret": bound, "a token of a deleted ServiceAccount": gone} {
+	// An unscheduled Pod is deleted at once (no kubelet to wait for).
+	if err := env.Client.Delete(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	for what, tok := range map[string]string{"a token bound to a deleted Secret": bound, "a token of a deleted ServiceAccount": gone,
+		"a token bound to a deleted Pod": podBound} {
 		deadline := time.Now().Add(30 * time.Second)
 		for {
 			_, err = fetch(url1, tok)
