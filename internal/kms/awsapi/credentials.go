@@ -135,6 +135,9 @@ func (s *Server) serveCredentials(w http.ResponseWriter, r *http.Request, rec *a
 		fail(http.StatusForbidden, kms.CodeAccessDenied, refused)
 		return
 	}
+	// The whole request is read (a GET has no body): the connection limit
+	// must not close this connection while its token is reviewed.
+	markRead(r)
 	wait := time.NewTimer(reviewWait)
 	select {
 	case s.pod.slots <- struct{}{}:
