@@ -364,7 +364,7 @@ func (rn *run) reencrypt(ctx context.Context, blob []byte, src, dst map[string]s
 		DestinationKeyID: rn.dest, DestinationEncryptionContext: dst,
 		GrantTokens: rn.kr.Spec.GrantTokens, DryRun: rn.kr.Spec.DryRun,
 	}
-	out, err := rn.call(ctx, in)
+	out, err := rn.callEachSource(ctx, in)
 	if rn.kr.Spec.DryRun && kms.CodeOf(err) == kms.CodeDryRunOperation {
 		return blobOutcome{rotated: true}
 	}
@@ -393,6 +393,35 @@ func (rn *run) reencrypt(ctx context.Context, blob []byte, src, dst map[string]s
 		return blobFailed(ReasonUnexpectedDest, "the key service re-encrypted to a key that is not the resolved destination; nothing was written")
 	}
 	return blobOutcome{rotated: true, blob: out.CiphertextBlob}
+}
+
+// callEachSource calls ReEncrypt with SourceKeyId naming a declared source
+// key, so that the key service refuses (IncorrectKeyException) a blob
+// under any other key before opening it: with one source, that one; with
+// several and opaque blobs, each in turn from the one that matched last
+// (most blobs of a run are under the same key). With readable headers the
+// blob's key is already known to be a source. IncorrectKeyException from
+// every source is returned as it is.
+func (rn *run) callEachSource(ctx context.Context, in *kms.ReEncryptInput) (*kms.ReEncryptOutput, error) {
+	n := len(rn.sourceOrder)
+	if rn.inspector != nil || n < 2 {
+		return rn.call(ctx, in)
+	}
+	first := int(rn.lastSource.Load())
+	var out *kms.ReEncryptOutput
+	var err error
+	for i := range n {
+		k := (first + i) % n
+		in.SourceKeyID = rn.sourceOrder[k]
+		out, err = rn.call(ctx, in)
+		if !errors.Is(err, kms.ErrIncorrectKey) {
+			if err == nil {
+				rn.lastSource.Store(int32(k))
+			}
+			return out, err
+		}
+	}
+	return out, err
 }
 
 // underDestination asks the key service whether an opaque blob that is not

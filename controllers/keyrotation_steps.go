@@ -20,9 +20,11 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -47,6 +49,12 @@ type run struct {
 	// sourceKeyID is sent as ReEncrypt's SourceKeyId when exactly one
 	// source is declared: the pinned ARN, never the alias.
 	sourceKeyID string
+	// sourceOrder are the pinned source ARNs, sorted: with several and
+	// opaque blobs, each is named as SourceKeyId in turn, starting from
+	// the one that last matched (lastSource), so the key service itself
+	// refuses a blob under any other key.
+	sourceOrder []string
+	lastSource  atomic.Int32
 	dest        string
 
 	events []pendingEvent
@@ -146,6 +154,7 @@ func (r *KeyRotationReconciler) connect(ctx context.Context, rn *run, checkPolic
 	if len(srcs) == 1 {
 		rn.sourceKeyID = srcs[0]
 	}
+	rn.sourceOrder = slices.Sorted(maps.Keys(rn.sources))
 	return nil
 }
 
