@@ -39,7 +39,9 @@ const keyUsage = `usage: rekey key <subcommand> [flags]
   grant    KEY --operations OPS NS[/SA]...          let Pods of these namespaces (or only these ServiceAccounts)
                                                     call OPS with the key through kms serve --pod-identity;
                                                     OPS: decrypt, encrypt, generate-data-key (comma-separated)
-  revoke   KEY [--operations OPS] NS[/SA]...        take those entries out again (default: every operation)
+  revoke   KEY [--operations OPS] NS[/SA]...        take those entries out again (default: every operation);
+                                                    NS takes its NS/SA entries too, NS/SA is refused while
+                                                    NS is listed
   show     KEY                                      the key as a person reads it: aliases, state, namespaces,
                                                     grants, tags, backing-key versions
   describe KEY                                      print the key's metadata and tags as JSON
