@@ -34,6 +34,10 @@ limitations under the License.
 // With -tls (the default) the null server and rekey run again over TLS, and
 // their figures are printed beside the plain ones.
 //
+// With -decrypt-session it measures Decrypt through rekey kms serve
+// --pod-identity signed with a static credential and with session
+// credentials, and prints the CPU per Decrypt of each (session.go).
+//
 // With -attacks it runs the resource attacks of issue 10 against
 // 'rekey kms serve' instead and prints what they cost the server
 // (attacks.go).
@@ -100,11 +104,16 @@ func main() {
 	size := flag.Int("size", 1024, "plaintext bytes in the blob")
 	gogc := flag.Int("gogc", 400, "GOGC for every server process (rekey kms serve's own default is 400)")
 	withTLS := flag.Bool("tls", true, "also measure the null server and rekey over TLS")
+	decryptSession := flag.Bool("decrypt-session", false, "measure Decrypt with a static credential and with pod-identity "+
+		"session credentials instead of the ReEncrypt comparison (session.go)")
 	flag.Parse()
 	var err error
-	if *attacks {
+	switch {
+	case *attacks:
 		err = runAttacks(*rekeyBin)
-	} else {
+	case *decryptSession:
+		err = runDecryptSession(*rekeyBin, *duration, *warmup, *clients, *size, *gogc)
+	default:
 		err = run(*rekeyBin, *duration, *warmup, *clients, *size, *gogc, *withTLS)
 	}
 	if err != nil {

@@ -217,3 +217,21 @@ func TestReview(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkVerify is what a session costs every request before SigV4.
+func BenchmarkVerify(b *testing.B) {
+	s, err := NewSessions(bytes.Repeat([]byte{1}, 32), nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	creds, err := s.Issue(alice, time.Now().Add(time.Hour))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := s.Verify(creds.AccessKeyID, creds.SessionToken); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
