@@ -86,3 +86,17 @@ func isBoolFlag(f *flag.Flag) bool {
 	b, ok := f.Value.(interface{ IsBoolFlag() bool })
 	return ok && b.IsBoolFlag()
 }
+
+// parseNoArgs parses a command that takes flags only: flags anywhere, and
+// any other argument is a usage error (a stray word would otherwise stop
+// flag parsing, and the flags after it would be ignored).
+func parseNoArgs(fs *flag.FlagSet, args []string) error {
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return fmt.Errorf("%w: %s takes no arguments besides flags, got %q", errUsage, fs.Name(), pos)
+	}
+	return nil
+}

@@ -125,7 +125,7 @@ func runController(ctx context.Context, args []string, _ io.Reader, _, stderr io
 	var o controllerOptions
 	fs := newFlagSet("controller", stderr)
 	o.bind(fs)
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
 	if o.listBudget < secretpage.MinBudget {

@@ -96,7 +96,7 @@ func runEncrypt(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	fs, ks := keyServiceCommand("encrypt", "rekey encrypt --key ID [--context k=v]... [--keystore ... | --aws | --kms-endpoint URL] < plaintext > blob.b64", stderr)
 	key := fs.String("key", "", "key to encrypt under: key id, key ARN, alias name or alias ARN (required)")
 	fs.Var(ec, "context", "encryption context pair KEY=VALUE (repeatable)")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
 	if *key == "" {
@@ -126,7 +126,7 @@ func runDecrypt(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	fs, ks := keyServiceCommand("decrypt", "rekey decrypt [--key ID] [--context k=v]... [--keystore ... | --aws | --kms-endpoint URL] < blob.b64 > plaintext", stderr)
 	key := fs.String("key", "", "optional: the key the blob must be under")
 	fs.Var(ec, "context", "encryption context pair KEY=VALUE (repeatable)")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
 	if err := ks.check(); err != nil {
@@ -157,7 +157,7 @@ func runReEncrypt(ctx context.Context, args []string, stdin io.Reader, stdout, s
 	src := fs.String("source-key", "", "optional: the key the blob must be under now (IncorrectKeyException otherwise)")
 	fs.Var(srcCtx, "context", "source encryption context pair KEY=VALUE (repeatable)")
 	fs.Var(dstCtx, "destination-context", "destination encryption context pair KEY=VALUE (repeatable; default: none)")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
 	if *dst == "" {

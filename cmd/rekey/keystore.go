@@ -80,10 +80,10 @@ func runKeystore(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 		fmt.Fprintln(stderr, keystoreUsage)
 		return fmt.Errorf("%w: unknown subcommand %q", errUsage, sub)
 	}
-	if err := parseFlags(fs, args); err != nil {
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
 		return err
 	}
-	pos := fs.Args()
 	if want := map[string]int{ksVerify: 1}[sub]; len(pos) > want {
 		return fmt.Errorf("%w: keystore %s takes at most %d argument(s), got %d (see rekey keystore --help)", errUsage, sub, want, len(pos))
 	}

@@ -1,0 +1,51 @@
+/*
+Copyright 2026 The rekey Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package main
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// A stray word no longer stops flag parsing silently: commands that take
+// only flags refuse it (the flags after it were ignored before), and
+// keystore verify reads flags after its FILE.
+func TestFlagsAnywhereAndNoStrayArguments(t *testing.T) {
+	c := newCLI(t)
+	c.ok("", "key", "create", "--alias", "alias/app")
+	for name, args := range map[string][]string{
+		"encrypt with a stray word before --context": {"encrypt", "--key", "alias/app", "stray", "--context", "app=x"},
+		"decrypt with a stray word":                  {"decrypt", "stray"},
+		"reencrypt with a stray word":                {"reencrypt", "--destination-key", "alias/app", "stray"},
+		"controller with a stray word":               {"controller", "stray"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			out, errOut, code := c.run("PLAINTEXT", args...)
+			if code != 2 || !strings.Contains(errOut, "takes no arguments besides flags") || out != "" {
+				t.Fatalf("exit %d, stdout %q: %s", code, out, errOut)
+			}
+		})
+	}
+	backup := filepath.Join(t.TempDir(), "backup.rks")
+	c.ok("", "keystore", "backup", "--to", backup)
+	// c.args is --keystore FILE --root-key-file FILE: here after the FILE.
+	out, errOut, code := rekeyCmd("", append([]string{"keystore", "verify", backup}, c.args...)...)
+	if code != 0 || !strings.Contains(out+errOut, "alias/app") {
+		t.Fatalf("keystore verify FILE --keystore ...: exit %d\n%s%s", code, out, errOut)
+	}
+}
