@@ -33,6 +33,7 @@ import (
 
 	"github.com/go-logr/logr"
 	authenticationv1 "k8s.io/client-go/kubernetes/typed/authentication/v1"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
@@ -44,7 +45,8 @@ import (
 
 const kmsUsage = `usage: rekey kms serve --listen ADDR --keystore FILE --root-key-file FILE --credentials-file FILE
                        [--policy-file FILE] [--audit-log FILE] [--tls-cert-file FILE --tls-key-file FILE]
-                       [--pod-identity [--token-audience rekey] [--session-duration 15m]]
+                       [--pod-identity [--token-audience rekey] [--session-duration 1h]
+                        [--allow-unbound-tokens] [--max-token-lifetime 24h] [--token-reviews-per-second 50]]
 
 Serves the embedded engine over the AWS KMS JSON protocol, so AWS SDKs and
 the AWS CLI work against it (endpoint URL https://ADDR, or http://ADDR on
@@ -103,6 +105,9 @@ type kmsServeFlags struct {
 	podIdentity           bool
 	tokenAudience         string
 	sessionDuration       time.Duration
+	allowUnbound          bool
+	maxTokenLifetime      time.Duration
+	reviewsPerSecond      float64
 }
 
 func (f *kmsServeFlags) bind(fs *flag.FlagSet) {
@@ -127,8 +132,14 @@ func (f *kmsServeFlags) bind(fs *flag.FlagSet) {
 		"(checked with a TokenReview) for session credentials, authorised by the keys' rekey.dev/decrypt, -encrypt and "+
 		"-generate-data-key tags (docs/kms.md)")
 	fs.StringVar(&f.tokenAudience, "token-audience", "rekey", "with --pod-identity: the audience a ServiceAccount token must be issued for")
-	fs.DurationVar(&f.sessionDuration, "session-duration", 15*time.Minute, "with --pod-identity: how long issued credentials last "+
-		"(1m to 1h), never past the token's own expiry")
+	fs.DurationVar(&f.sessionDuration, "session-duration", time.Hour, "with --pod-identity: how long issued credentials last "+
+		"(1m to 1h), never past the token's own expiry; under 16m, boto3 and the AWS CLI fetch credentials before every request")
+	fs.BoolVar(&f.allowUnbound, "allow-unbound-tokens", false, "with --pod-identity: accept ServiceAccount tokens bound to no Pod "+
+		"(kubectl create token); by default only a Pod's projected token, which dies with its Pod")
+	fs.DurationVar(&f.maxTokenLifetime, "max-token-lifetime", 24*time.Hour, "with --pod-identity: refuse a token whose exp is further "+
+		"than this from its iat (0: no bound)")
+	fs.Float64Var(&f.reviewsPerSecond, "token-reviews-per-second", awsapi.DefaultReviewsPerSecond, "with --pod-identity: most TokenReviews "+
+		"a second (burst twice that); beyond it credentials requests are told to retry (429)")
 	fs.Int64Var(&f.memoryLimitMiB, "memory-limit-mib", 64, "Go soft memory limit when GOMEMLIMIT is not set: the GC works harder "+
 		"near it instead of letting --gc-percent's headroom grow with what clients make the server hold (0: none)")
 }
@@ -147,6 +158,9 @@ func (f *kmsServeFlags) check(ctx context.Context) error {
 		}
 		if f.tokenAudience == "" {
 			return fmt.Errorf("%w: --token-audience must not be empty", errUsage)
+		}
+		if f.maxTokenLifetime < 0 || f.reviewsPerSecond <= 0 {
+			return fmt.Errorf("%w: --max-token-lifetime must not be negative and --token-reviews-per-second must be positive", errUsage)
 		}
 	}
 	if (f.certFile == "") != (f.keyFile == "") {
@@ -241,7 +255,11 @@ func runKMSServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 	}
 	if pod != nil {
 		log.Info("pod identity: serving session credentials", "path", awsapi.CredentialsPath, "audience", f.tokenAudience,
-			"sessionDuration", f.sessionDuration)
+			"sessionDuration", f.sessionDuration, "allowUnboundTokens", f.allowUnbound, "maxTokenLifetime", f.maxTokenLifetime)
+		if f.sessionDuration < 16*time.Minute {
+			log.Info("--session-duration under 16m: boto3 and the AWS CLI refresh credentials that expire within 15 minutes, "+
+				"so they will fetch new ones (one TokenReview) before every request", "sessionDuration", f.sessionDuration)
+		}
 	}
 	handler := awsapi.New(e, awsapi.Options{Credentials: creds, Policy: policy, Hosts: f.hosts, Audit: audit, Log: log.WithName("kms"),
 		PodIdentity: pod})
@@ -296,7 +314,10 @@ func (f *kmsServeFlags) podIdentityOptions(creds awsapi.Credentials) (*awsapi.Po
 	if err != nil {
 		return nil, err
 	}
-	key, err := root.DeriveKey(podidentity.SessionKeyInfo)
+	// Sessions are bound to this keystore and audience: another
+	// deployment sharing the root key (a restored copy, another cluster)
+	// does not accept them.
+	key, err := root.DeriveKey(podidentity.KeyInfo(f.engine.keystore, f.tokenAudience))
 	if err != nil {
 		return nil, err
 	}
@@ -308,14 +329,18 @@ func (f *kmsServeFlags) podIdentityOptions(creds awsapi.Credentials) (*awsapi.Po
 	if err != nil {
 		return nil, fmt.Errorf("--pod-identity checks tokens with the kube-apiserver and needs a kubeconfig or the in-cluster config: %w", err)
 	}
+	cfg = rest.CopyConfig(cfg)
+	cfg.Timeout = 10 * time.Second // the handler's own deadline is shorter; this bounds a hung connection
 	reviews, err := authenticationv1.NewForConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
 	return &awsapi.PodIdentity{
-		Reviewer: &podidentity.Reviewer{Reviews: reviews.TokenReviews(), Audience: f.tokenAudience},
-		Sessions: sessions,
-		Duration: f.sessionDuration,
+		Reviewer: &podidentity.Reviewer{Reviews: reviews.TokenReviews(), Audience: f.tokenAudience,
+			MaxLifetime: f.maxTokenLifetime, AllowUnbound: f.allowUnbound},
+		Sessions:         sessions,
+		Duration:         f.sessionDuration,
+		ReviewsPerSecond: f.reviewsPerSecond,
 	}, nil
 }
 

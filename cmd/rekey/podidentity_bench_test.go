@@ -63,8 +63,8 @@ func BenchmarkPodIdentityCredentials(b *testing.B) {
 		b.Fatal(err)
 	}
 	srv := httptest.NewServer(awsapi.New(e, awsapi.Options{Audit: io.Discard, PodIdentity: &awsapi.PodIdentity{
-		Reviewer: &podidentity.Reviewer{Reviews: cs.AuthenticationV1().TokenReviews(), Audience: "rekey"},
-		Sessions: sessions, Duration: 15 * time.Minute, MaxConcurrentReviews: 64}}))
+		Reviewer: &podidentity.Reviewer{Reviews: cs.AuthenticationV1().TokenReviews(), Audience: "rekey", AllowUnbound: true},
+		Sessions: sessions, Duration: 15 * time.Minute, MaxConcurrentReviews: 64, ReviewsPerSecond: 1e6}}))
 	defer srv.Close()
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
 	get := func(token string) {

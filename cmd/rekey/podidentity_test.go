@@ -42,6 +42,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/rekey-dev/rekey/internal/kms/awsapi"
@@ -88,11 +89,35 @@ func serviceAccountToken(t *testing.T, cs kubernetes.Interface, ns, name, audien
 
 func serviceAccountTokenFor(t *testing.T, cs kubernetes.Interface, ns, name, audience string, bound *authnv1.BoundObjectReference, exp int64) string {
 	t.Helper()
+	if bound == nil {
+		bound = podFor(t, ns, name)
+	}
 	tok, err := makeTokenBound(cs, ns, name, audience, exp, bound)
 	if err != nil {
 		t.Fatalf("TokenRequest for %s/%s: %v", ns, name, err)
 	}
 	return tok
+}
+
+// podFor makes (once) a Pod that runs as the ServiceAccount, for tokens
+// bound to it, as a projected token volume's are.
+func podFor(t *testing.T, ns, sa string) *authnv1.BoundObjectReference {
+	t.Helper()
+	ctx := context.Background()
+	if err := env.Client.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: sa}}); err != nil && !strings.Contains(err.Error(), "already exists") {
+		t.Fatal(err)
+	}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: sa + "-pod"}, Spec: corev1.PodSpec{
+		ServiceAccountName: sa, Containers: []corev1.Container{{Name: "app", Image: "registry.invalid/app"}}}}
+	if err := env.Client.Create(ctx, pod); err != nil {
+		if !strings.Contains(err.Error(), "already exists") {
+			t.Fatal(err)
+		}
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(pod), pod); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return &authnv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID}
 }
 
 // makeToken makes a ServiceAccount (if needed) and a token for it from the
@@ -145,7 +170,7 @@ func TestKMSServePodIdentity(t *testing.T) {
 	kmsServeKubeconfig(t)
 	certFile, keyFile, pool := writeCert(t, c.dir)
 	audit := filepath.Join(c.dir, "audit.log")
-	url1, stop1 := startKMS(t, c, "--listen", "127.0.0.1:0", "--pod-identity", "--audit-log", audit,
+	url1, stop1 := startKMS(t, c, "--listen", "127.0.0.1:0", "--pod-identity", "--session-duration", "15m", "--audit-log", audit,
 		"--tls-cert-file", certFile, "--tls-key-file", keyFile)
 	url2, _ := startKMS(t, c, "--listen", "127.0.0.1:0", "--pod-identity", "--session-duration", "1h", "--audit-log", filepath.Join(c.dir, "audit2.log"),
 		"--tls-cert-file", certFile, "--tls-key-file", keyFile)
@@ -243,6 +268,14 @@ func TestKMSServePodIdentity(t *testing.T) {
 	wantRefused("a token for another audience", http.StatusForbidden, "AccessDeniedException", err)
 	_, err = fetch(url1, "a.b.c")
 	wantRefused("a forged token", http.StatusForbidden, "AccessDeniedException", err)
+	unbound, err := makeToken(cs, nsA, "app", "rekey", 3600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = fetch(url1, unbound)
+	wantRefused("a token bound to no Pod (kubectl create token)", http.StatusForbidden, "AccessDeniedException", err)
+	_, err = fetch(url1, serviceAccountTokenFor(t, cs, nsA, "app", "rekey", nil, 48*3600))
+	wantRefused("a token living 48 h (--max-token-lifetime 24h)", http.StatusForbidden, "AccessDeniedException", err)
 
 	// The second replica was started with --session-duration 1h: the
 	// credentials still end when a 600 s token does.
@@ -251,31 +284,29 @@ func TestKMSServePodIdentity(t *testing.T) {
 		t.Fatalf("credentials from a 600 s token with --session-duration 1h: expire in %v, %v", time.Until(capped.Expires), err)
 	}
 
-	// Revocation: a token bound to a Secret or a Pod works until that
-	// object is deleted; a token of a ServiceAccount works until it is
-	// deleted. The
-	// kube-apiserver caches a token it authenticated for 10 s, so the
-	// refusal comes within that (polled, not slept).
+	// A token bound to a Secret is bound to no Pod: refused.
 	holder := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: nsA, Name: "token-holder"}}
 	if err := env.Client.Create(ctx, holder); err != nil {
 		t.Fatal(err)
 	}
-	bound := serviceAccountToken(t, cs, nsA, "app", "rekey", &authnv1.BoundObjectReference{Kind: "Secret", APIVersion: "v1", Name: holder.Name, UID: holder.UID})
-	gone := serviceAccountToken(t, cs, nsA, "gone", "rekey", nil)
+	_, err = fetch(url1, serviceAccountToken(t, cs, nsA, "app", "rekey", &authnv1.BoundObjectReference{Kind: "Secret", APIVersion: "v1", Name: holder.Name, UID: holder.UID}))
+	wantRefused("a token bound to a Secret", http.StatusForbidden, "AccessDeniedException", err)
+
+	// Revocation: a Pod's token works until the Pod is deleted; a token
+	// of a ServiceAccount works until it is deleted. The kube-apiserver
+	// caches a token it authenticated for 10 s, so the refusal comes
+	// within that (polled, not slept).
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: nsA, Name: "workload"}, Spec: corev1.PodSpec{
 		ServiceAccountName: "app", Containers: []corev1.Container{{Name: "app", Image: "registry.invalid/app"}}}}
 	if err := env.Client.Create(ctx, pod); err != nil {
 		t.Fatal(err)
 	}
 	podBound := serviceAccountToken(t, cs, nsA, "app", "rekey", &authnv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID})
-	for what, tok := range map[string]string{"a token bound to a live Secret": bound, "a token of a live ServiceAccount": gone,
-		"a token bound to a live Pod": podBound} {
+	gone := serviceAccountToken(t, cs, nsA, "gone", "rekey", nil)
+	for what, tok := range map[string]string{"a token of a live ServiceAccount": gone, "a token bound to a live Pod": podBound} {
 		if _, err := fetch(url1, tok); err != nil {
 			t.Fatalf("%s: %v", what, err)
 		}
-	}
-	if err := env.Client.Delete(ctx, holder); err != nil {
-		t.Fatal(err)
 	}
 	if err := env.Client.Delete(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: nsA, Name: "gone"}}); err != nil {
 		t.Fatal(err)
@@ -284,8 +315,7 @@ func TestKMSServePodIdentity(t *testing.T) {
 	if err := env.Client.Delete(ctx, pod); err != nil {
 		t.Fatal(err)
 	}
-	for what, tok := range map[string]string{"a token bound to a deleted Secret": bound, "a token of a deleted ServiceAccount": gone,
-		"a token bound to a deleted Pod": podBound} {
+	for what, tok := range map[string]string{"a token of a deleted ServiceAccount": gone, "a token bound to a deleted Pod": podBound} {
 		deadline := time.Now().Add(30 * time.Second)
 		for {
 			_, err = fetch(url1, tok)

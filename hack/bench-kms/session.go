@@ -100,7 +100,7 @@ func runDecryptSession(rekeyBin string, d, warmup time.Duration, clients, size, 
 	if err != nil {
 		return err
 	}
-	sessionKey, err := rk.DeriveKey(podidentity.SessionKeyInfo)
+	sessionKey, err := rk.DeriveKey(podidentity.KeyInfo(filepath.Join(dir, "keys.rks"), "rekey"))
 	if err != nil {
 		return err
 	}

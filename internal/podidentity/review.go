@@ -54,13 +54,36 @@ type Review struct {
 	// Expires is the token's own expiry (its exp claim), zero when it has
 	// none.
 	Expires time.Time
+	// Pod is the name of the Pod the token is bound to ("" for an unbound
+	// token, accepted only with AllowUnbound).
+	Pod string
 }
 
 // Reviewer checks ServiceAccount tokens with TokenReview.
 type Reviewer struct {
 	Reviews  TokenReviews
 	Audience string
+	// MaxLifetime refuses a token whose exp is further than this from its
+	// iat (0: no bound). A Pod's projected token lives an hour or so; one
+	// made by hand with kubectl create token --duration 8760h lives a
+	// year, past every Pod.
+	MaxLifetime time.Duration
+	// AllowUnbound accepts tokens bound to no Pod (the TokenReview names
+	// no authentication.kubernetes.io/pod-name and pod-uid). Off, only a
+	// Pod's token is accepted, and it stops working when the Pod is gone.
+	AllowUnbound bool
+	// Now is the clock for the local checks (default time.Now).
+	Now func() time.Time
 }
+
+// Extra keys the kube-apiserver sets for a token bound to a Pod.
+const (
+	extraPodName = "authentication.kubernetes.io/pod-name"
+	extraPodUID  = "authentication.kubernetes.io/pod-uid"
+)
+
+// clockSkew is how far in the future a token's iat or nbf may be.
+const clockSkew = time.Minute
 
 const saPrefix = "system:serviceaccount:"
 
@@ -69,8 +92,8 @@ const saPrefix = "system:serviceaccount:"
 // refusal wraps ErrRefused; any other error is the kube-apiserver's (the
 // token is never in it).
 func (r *Reviewer) Review(ctx context.Context, token string) (Review, error) {
-	if token == "" || len(token) > MaxServiceAccountToken || !jwtShaped(token) {
-		return Review{}, fmt.Errorf("%w: not a JSON Web Token", ErrRefused)
+	if err := r.Precheck(token); err != nil {
+		return Review{}, err
 	}
 	tr, err := r.Reviews.Create(ctx, &authnv1.TokenReview{Spec: authnv1.TokenReviewSpec{
 		Token:     token,
@@ -90,6 +113,9 @@ func (r *Reviewer) Review(ctx context.Context, token string) (Review, error) {
 	if !ok {
 		return Review{}, fmt.Errorf("%w: not a ServiceAccount's token", ErrRefused)
 	}
+	if !r.AllowUnbound && (len(st.User.Extra[extraPodName]) == 0 || len(st.User.Extra[extraPodUID]) == 0) {
+		return Review{}, fmt.Errorf("%w: the token is bound to no Pod (a Pod's projected token is needed)", ErrRefused)
+	}
 	if len(st.User.UID) <= maxUID {
 		id.UID = st.User.UID
 	}
@@ -97,7 +123,11 @@ func (r *Reviewer) Review(ctx context.Context, token string) (Review, error) {
 	if err != nil {
 		return Review{}, fmt.Errorf("%w: %w", ErrRefused, err)
 	}
-	return Review{Identity: id, Expires: exp}, nil
+	var pod string
+	if names := st.User.Extra[extraPodName]; len(names) == 1 && len(names[0]) <= maxName {
+		pod = names[0]
+	}
+	return Review{Identity: id, Expires: exp, Pod: pod}, nil
 }
 
 // ParseUsername reads system:serviceaccount:NAMESPACE:NAME, with a
@@ -112,6 +142,105 @@ func ParseUsername(u string) (Identity, bool) {
 		return Identity{}, false
 	}
 	return Identity{Namespace: ns, Name: name}, true
+}
+
+// Precheck refuses, without asking the kube-apiserver, a token that cannot
+// be a ServiceAccount token for the audience: not a bounded JWT, alg none,
+// another audience, no or a past exp, a lifetime over MaxLifetime, an iat
+// or nbf in the future, a subject that is not a ServiceAccount. The
+// signature is not checked here (the TokenReview does): this only keeps
+// what is plainly not a token away from the kube-apiserver.
+func (r *Reviewer) Precheck(token string) error {
+	if token == "" || len(token) > MaxServiceAccountToken || !jwtShaped(token) {
+		return fmt.Errorf("%w: not a JSON Web Token", ErrRefused)
+	}
+	parts := strings.Split(token, ".")
+	var header struct {
+		Alg string `json:"alg"`
+	}
+	if err := decodePart(parts[0], &header); err != nil {
+		return fmt.Errorf("%w: the token's header: %w", ErrRefused, err)
+	}
+	if header.Alg == "" || strings.EqualFold(header.Alg, "none") {
+		return fmt.Errorf("%w: the token is not signed", ErrRefused)
+	}
+	var claims struct {
+		Aud audience     `json:"aud"`
+		Exp *json.Number `json:"exp"`
+		Iat *json.Number `json:"iat"`
+		Nbf *json.Number `json:"nbf"`
+		Sub string       `json:"sub"`
+	}
+	if err := decodePart(parts[1], &claims); err != nil {
+		return fmt.Errorf("%w: the token's claims: %w", ErrRefused, err)
+	}
+	now := time.Now()
+	if r.Now != nil {
+		now = r.Now()
+	}
+	exp, okExp := unixClaim(claims.Exp)
+	iat, okIat := unixClaim(claims.Iat)
+	switch {
+	case !slices.Contains(claims.Aud, r.Audience):
+		return fmt.Errorf("%w: not for audience %q", ErrRefused, r.Audience)
+	case !strings.HasPrefix(claims.Sub, saPrefix):
+		return fmt.Errorf("%w: not a ServiceAccount's token", ErrRefused)
+	case !okExp || !exp.After(now):
+		return fmt.Errorf("%w: no exp claim, or expired", ErrRefused)
+	case claims.Iat != nil && (!okIat || iat.After(now.Add(clockSkew))):
+		return fmt.Errorf("%w: the iat claim is not a past time", ErrRefused)
+	case claims.Nbf != nil && !before(claims.Nbf, now.Add(clockSkew)):
+		return fmt.Errorf("%w: the token is not valid yet", ErrRefused)
+	case r.MaxLifetime > 0 && (!okIat || exp.Sub(iat) > r.MaxLifetime):
+		return fmt.Errorf("%w: the token lives longer than %v (or says not since when)", ErrRefused, r.MaxLifetime)
+	}
+	return nil
+}
+
+// audience reads the aud claim: a string or an array of strings.
+type audience []string
+
+func (a *audience) UnmarshalJSON(b []byte) error {
+	var one string
+	if err := json.Unmarshal(b, &one); err == nil {
+		*a = []string{one}
+		return nil
+	}
+	var many []string
+	if err := json.Unmarshal(b, &many); err != nil {
+		return errors.New("aud is neither a string nor a list of strings")
+	}
+	*a = many
+	return nil
+}
+
+// decodePart decodes one base64url JSON part of a JWT.
+func decodePart(part string, into any) error {
+	b, err := base64.RawURLEncoding.DecodeString(part)
+	if err != nil {
+		return errors.New("not base64url")
+	}
+	if err := json.Unmarshal(b, into); err != nil {
+		return errors.New("not a JSON object of the expected claims")
+	}
+	return nil
+}
+
+// unixClaim reads a NumericDate claim.
+func unixClaim(n *json.Number) (time.Time, bool) {
+	if n == nil {
+		return time.Time{}, false
+	}
+	v, err := n.Int64()
+	if err != nil || v <= 0 {
+		return time.Time{}, false
+	}
+	return time.Unix(v, 0), true
+}
+
+func before(n *json.Number, t time.Time) bool {
+	v, ok := unixClaim(n)
+	return ok && !v.After(t)
 }
 
 // jwtShaped reports whether a token has a JWT's three base64url parts: a

@@ -65,9 +65,17 @@ import (
 	"time"
 )
 
-// SessionKeyInfo is the HKDF info string of the key session credentials
-// are made under (keystore.RootKey.DeriveKey).
+// SessionKeyInfo starts the HKDF info string of the key session
+// credentials are made under (keystore.RootKey.DeriveKey): see KeyInfo.
 const SessionKeyInfo = "rekey session credentials v1"
+
+// KeyInfo is the HKDF info string for the sessions of one key service: a
+// keystore location (as --keystore names it) and a token audience. Two
+// deployments that share a root key but not both of these do not accept
+// each other's sessions.
+func KeyInfo(keystore, audience string) string {
+	return SessionKeyInfo + "\x00" + keystore + "\x00" + audience
+}
 
 const (
 	tokenVersion = 1
@@ -91,7 +99,10 @@ const (
 
 var (
 	b32 = base32.StdEncoding.WithPadding(base32.NoPadding)
-	b64 = base64.RawURLEncoding
+	// b64 decodes strictly: a token has one encoding (the unused low bits
+	// of its last character must be zero), so no two strings are the same
+	// session.
+	b64 = base64.RawURLEncoding.Strict()
 )
 
 // Identity is a ServiceAccount a token was issued to.

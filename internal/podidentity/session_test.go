@@ -104,6 +104,28 @@ func TestSessionTokenTampering(t *testing.T) {
 			t.Fatalf("bit %d flipped: %v", i, err)
 		}
 	}
+	// No other string is the same token: the last character's unused
+	// bits count too (strict base64url).
+	// Tokens of every length modulo 3, so that the last character has 0, 2
+	// and 4 unused bits.
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	for _, name := range []string{"app", "app1", "app12"} {
+		c, err := s.Issue(Identity{Namespace: "team-a", Name: name, UID: alice.UID}, c.t.Add(time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range len(c.SessionToken) {
+			for _, ch := range alphabet {
+				other := c.SessionToken[:i] + string(ch) + c.SessionToken[i+1:]
+				if other == c.SessionToken {
+					continue
+				}
+				if _, _, err := s.Verify(c.AccessKeyID, other); !errors.Is(err, ErrInvalidToken) {
+					t.Fatalf("%s: character %d changed to %c: %v", name, i, ch, err)
+				}
+			}
+		}
+	}
 	for n := range len(raw) {
 		if _, _, err := s.Verify(creds.AccessKeyID, base64.RawURLEncoding.EncodeToString(raw[:n])); !errors.Is(err, ErrInvalidToken) {
 			t.Fatalf("cut at %d: %v", n, err)
@@ -172,50 +194,80 @@ func jwt(claims string) string {
 }
 
 func TestReview(t *testing.T) {
+	now := time.Unix(1796036400, 0)
+	bound := map[string]authnv1.ExtraValue{extraPodName: {"app-7d9f"}, extraPodUID: {"0b7e6a55-0000-4000-8000-000000000002"}}
 	ok := authnv1.TokenReviewStatus{Authenticated: true, Audiences: []string{"rekey"},
-		User: authnv1.UserInfo{Username: "system:serviceaccount:team-a:app", UID: alice.UID}}
-	token := jwt(`{"exp":1796040000,"aud":["rekey"]}`)
+		User: authnv1.UserInfo{Username: "system:serviceaccount:team-a:app", UID: alice.UID, Extra: bound}}
+	token := jwt(`{"exp":1796040000,"iat":1796036400,"aud":["rekey"],"sub":"system:serviceaccount:team-a:app"}`)
 	f := &fakeReviews{status: ok}
-	r := &Reviewer{Reviews: f, Audience: "rekey"}
+	r := &Reviewer{Reviews: f, Audience: "rekey", MaxLifetime: 24 * time.Hour, Now: func() time.Time { return now }}
 	got, err := r.Review(context.Background(), token)
-	if err != nil || got.Identity != alice || got.Expires.Unix() != 1796040000 {
+	if err != nil || got.Identity != alice || got.Expires.Unix() != 1796040000 || got.Pod != "app-7d9f" {
 		t.Fatalf("Review: %+v %v", got, err)
 	}
 	if f.got.Spec.Token != token || len(f.got.Spec.Audiences) != 1 || f.got.Spec.Audiences[0] != "rekey" {
 		t.Fatalf("the TokenReview asked: %+v", f.got.Spec)
 	}
+	user := func(name string) authnv1.UserInfo { return authnv1.UserInfo{Username: name, Extra: bound} }
 	for what, st := range map[string]authnv1.TokenReviewStatus{
 		"not authenticated":      {Authenticated: false, Audiences: []string{"rekey"}, User: ok.User},
 		"for another audience":   {Authenticated: true, Audiences: []string{"https://kubernetes.default.svc"}, User: ok.User},
 		"no audiences":           {Authenticated: true, User: ok.User},
-		"a user's":               {Authenticated: true, Audiences: []string{"rekey"}, User: authnv1.UserInfo{Username: "alice"}},
-		"a node's":               {Authenticated: true, Audiences: []string{"rekey"}, User: authnv1.UserInfo{Username: "system:node:n1"}},
-		"a malformed SA name":    {Authenticated: true, Audiences: []string{"rekey"}, User: authnv1.UserInfo{Username: "system:serviceaccount:team-a"}},
-		"an invalid namespace":   {Authenticated: true, Audiences: []string{"rekey"}, User: authnv1.UserInfo{Username: "system:serviceaccount:Team_A:app"}},
-		"a name with a colon":    {Authenticated: true, Audiences: []string{"rekey"}, User: authnv1.UserInfo{Username: "system:serviceaccount:team-a:app:x"}},
-		"an empty name":          {Authenticated: true, Audiences: []string{"rekey"}, User: authnv1.UserInfo{Username: "system:serviceaccount:team-a:"}},
-		"a look-alike of the SA": {Authenticated: true, Audiences: []string{"rekey"}, User: authnv1.UserInfo{Username: "system:serviceaccounts:team-a:app"}},
+		"a user's":               {Authenticated: true, Audiences: []string{"rekey"}, User: user("alice")},
+		"a node's":               {Authenticated: true, Audiences: []string{"rekey"}, User: user("system:node:n1")},
+		"a malformed SA name":    {Authenticated: true, Audiences: []string{"rekey"}, User: user("system:serviceaccount:team-a")},
+		"an invalid namespace":   {Authenticated: true, Audiences: []string{"rekey"}, User: user("system:serviceaccount:Team_A:app")},
+		"a name with a colon":    {Authenticated: true, Audiences: []string{"rekey"}, User: user("system:serviceaccount:team-a:app:x")},
+		"an empty name":          {Authenticated: true, Audiences: []string{"rekey"}, User: user("system:serviceaccount:team-a:")},
+		"a look-alike of the SA": {Authenticated: true, Audiences: []string{"rekey"}, User: user("system:serviceaccounts:team-a:app")},
+		"bound to no Pod":        {Authenticated: true, Audiences: []string{"rekey"}, User: authnv1.UserInfo{Username: "system:serviceaccount:team-a:app"}},
 	} {
 		f.status = st
 		if _, err := r.Review(context.Background(), token); !errors.Is(err, ErrRefused) {
 			t.Errorf("%s: want ErrRefused, got %v", what, err)
 		}
 	}
+	// An unbound token, when allowed.
+	f.status = authnv1.TokenReviewStatus{Authenticated: true, Audiences: []string{"rekey"}, User: authnv1.UserInfo{Username: "system:serviceaccount:team-a:app"}}
+	unbound := *r
+	unbound.AllowUnbound = true
+	if got, err := unbound.Review(context.Background(), token); err != nil || got.Pod != "" {
+		t.Errorf("an unbound token with AllowUnbound: %+v %v", got, err)
+	}
+	// What is plainly not a token for this audience never reaches the
+	// kube-apiserver.
 	f.status, f.got = ok, nil
-	for what, tok := range map[string]string{"empty": "", "not a JWT": "hello", "too long": jwt(strings.Repeat("x", MaxServiceAccountToken)),
-		"with a newline": token + "\n", "with a space": "Bearer " + token} {
+	sa := `"sub":"system:serviceaccount:team-a:app"`
+	for what, tok := range map[string]string{
+		"empty": "", "not a JWT": "hello", "a.b.c": "a.b.c", "too long": jwt(strings.Repeat("x", MaxServiceAccountToken)),
+		"with a newline": token + "\n", "with a space": "Bearer " + token,
+		"alg none":                jwtAlg("none", `{"exp":1796040000,"iat":1796036400,"aud":["rekey"],`+sa+`}`),
+		"no alg":                  jwtAlg("", `{"exp":1796040000,"iat":1796036400,"aud":["rekey"],`+sa+`}`),
+		"another audience":        jwt(`{"exp":1796040000,"iat":1796036400,"aud":["https://kubernetes.default.svc"],` + sa + `}`),
+		"no audience":             jwt(`{"exp":1796040000,"iat":1796036400,` + sa + `}`),
+		"not a ServiceAccount's":  jwt(`{"exp":1796040000,"iat":1796036400,"aud":["rekey"],"sub":"alice"}`),
+		"no exp":                  jwt(`{"iat":1796036400,"aud":["rekey"],` + sa + `}`),
+		"expired":                 jwt(`{"exp":1796036399,"iat":1796032800,"aud":["rekey"],` + sa + `}`),
+		"a year long":             jwt(`{"exp":1827572400,"iat":1796036400,"aud":["rekey"],` + sa + `}`),
+		"no iat with MaxLifetime": jwt(`{"exp":1796040000,"aud":["rekey"],` + sa + `}`),
+		"issued in the future":    jwt(`{"exp":1796043600,"iat":1796040000,"aud":["rekey"],` + sa + `}`),
+		"not valid yet":           jwt(`{"exp":1796040000,"iat":1796036400,"nbf":1796039000,"aud":["rekey"],` + sa + `}`),
+		"exp not a number":        jwt(`{"exp":"soon","iat":1796036400,"aud":["rekey"],` + sa + `}`),
+		"claims not JSON":         jwt(`not json`),
+	} {
 		if _, err := r.Review(context.Background(), tok); !errors.Is(err, ErrRefused) || f.got != nil {
 			t.Errorf("%s: want ErrRefused without asking the kube-apiserver, got %v (asked: %v)", what, err, f.got != nil)
 		}
 	}
-	if got, err := r.Review(context.Background(), jwt(`{"aud":["rekey"]}`)); err != nil || !got.Expires.IsZero() {
-		t.Errorf("a token without exp: %+v %v", got, err)
+	// aud may be a single string.
+	if _, err := r.Review(context.Background(), jwt(`{"exp":1796040000,"iat":1796036400,"aud":"rekey",`+sa+`}`)); err != nil {
+		t.Errorf("aud as a string: %v", err)
 	}
-	for _, claims := range []string{`{"exp":"soon"}`, `{"exp":-1}`, `not json`} {
-		if _, err := r.Review(context.Background(), jwt(claims)); !errors.Is(err, ErrRefused) {
-			t.Errorf("claims %s: want ErrRefused, got %v", claims, err)
-		}
-	}
+}
+
+func jwtAlg(alg, claims string) string {
+	enc := base64.RawURLEncoding.EncodeToString
+	return enc([]byte(`{"alg":"`+alg+`"}`)) + "." + enc([]byte(claims)) + "." + enc([]byte("sig"))
 }
 
 // BenchmarkVerify is what a session costs every request before SigV4.

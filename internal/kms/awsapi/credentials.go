@@ -23,6 +23,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/rekey-dev/rekey/internal/kms"
 	"github.com/rekey-dev/rekey/internal/podidentity"
 )
@@ -38,6 +40,14 @@ const DefaultMaxConcurrentReviews = 16
 // reviewWait is how long a credentials request waits for a TokenReview
 // slot before it is told to retry (429, which the SDKs retry).
 const reviewWait = 2 * time.Second
+
+// reviewTimeout bounds one TokenReview: a slow or hung kube-apiserver
+// holds a slot at most that long (less than the SDKs' own timeouts).
+const reviewTimeout = 5 * time.Second
+
+// DefaultReviewsPerSecond is the default rate of TokenReviews (burst:
+// twice as many).
+const DefaultReviewsPerSecond = 50
 
 // TokenReviewer checks a ServiceAccount token (podidentity.Reviewer).
 type TokenReviewer interface {
@@ -58,11 +68,17 @@ type PodIdentity struct {
 	// DefaultMaxConcurrentReviews): a flood of tokens costs the
 	// kube-apiserver at most that many requests at once.
 	MaxConcurrentReviews int
+	// ReviewsPerSecond bounds the rate of TokenReviews, with a burst of
+	// twice as many (default DefaultReviewsPerSecond); beyond it a
+	// request is told to retry (429). Tokens refused by the local checks
+	// (podidentity.Reviewer.Precheck) cost none.
+	ReviewsPerSecond float64
 }
 
 type podIdentity struct {
 	*PodIdentity
-	slots chan struct{}
+	slots   chan struct{}
+	limiter *rate.Limiter
 }
 
 func newPodIdentity(p *PodIdentity) *podIdentity {
@@ -73,7 +89,18 @@ func newPodIdentity(p *PodIdentity) *podIdentity {
 	if n <= 0 {
 		n = DefaultMaxConcurrentReviews
 	}
-	return &podIdentity{PodIdentity: p, slots: make(chan struct{}, n)}
+	perSecond := p.ReviewsPerSecond
+	if perSecond <= 0 {
+		perSecond = DefaultReviewsPerSecond
+	}
+	return &podIdentity{PodIdentity: p, slots: make(chan struct{}, n),
+		limiter: rate.NewLimiter(rate.Limit(perSecond), max(1, int(2*perSecond)))}
+}
+
+// prechecker is a TokenReviewer that can refuse a token without asking
+// the kube-apiserver (podidentity.Reviewer).
+type prechecker interface {
+	Precheck(token string) error
 }
 
 // credentialsResponse is the container-credentials response the AWS SDKs
@@ -135,9 +162,17 @@ func (s *Server) serveCredentials(w http.ResponseWriter, r *http.Request, rec *a
 		fail(http.StatusForbidden, kms.CodeAccessDenied, refused)
 		return
 	}
-	// The whole request is read (a GET has no body): the connection limit
-	// must not close this connection while its token is reviewed.
-	markRead(r)
+	if pc, ok := s.pod.Reviewer.(prechecker); ok {
+		if err := pc.Precheck(token); err != nil {
+			s.log.V(1).Info("credentials refused", "requestId", rec.requestID, "reason", err.Error())
+			fail(http.StatusForbidden, kms.CodeAccessDenied, refused)
+			return
+		}
+	}
+	if !s.pod.limiter.Allow() {
+		fail(http.StatusTooManyRequests, kms.CodeThrottling, "too many credential requests; retry")
+		return
+	}
 	wait := time.NewTimer(reviewWait)
 	select {
 	case s.pod.slots <- struct{}{}:
@@ -150,12 +185,24 @@ func (s *Server) serveCredentials(w http.ResponseWriter, r *http.Request, rec *a
 		fail(http.StatusServiceUnavailable, kms.CodeDependencyTimeout, "the request ended before its token was checked")
 		return
 	}
-	review, err := s.pod.Reviewer.Review(r.Context(), token)
+	// The whole request is read (a GET has no body) and holds one of the
+	// few review slots: the connection limit must not close it while its
+	// token is reviewed. (Requests still waiting for a slot are not
+	// protected, so waiting requests cannot pin the limit.)
+	markRead(r)
+	ctx, cancel := context.WithTimeout(r.Context(), reviewTimeout)
+	review, err := s.pod.Reviewer.Review(ctx, token)
+	cancel()
 	<-s.pod.slots
 	switch {
 	case errors.Is(err, podidentity.ErrRefused):
 		s.log.V(1).Info("credentials refused", "requestId", rec.requestID, "reason", err.Error())
 		fail(http.StatusForbidden, kms.CodeAccessDenied, refused)
+		return
+	case err != nil && r.Context().Err() != nil:
+		// The client left: its own doing, not the kube-apiserver's.
+		s.log.V(1).Info("credentials request ended during its TokenReview", "requestId", rec.requestID)
+		fail(http.StatusServiceUnavailable, kms.CodeDependencyTimeout, "the request ended before its token was checked")
 		return
 	case err != nil:
 		s.log.Error(err, "checking a ServiceAccount token", "requestId", rec.requestID)
@@ -179,6 +226,8 @@ func (s *Server) serveCredentials(w http.ResponseWriter, r *http.Request, rec *a
 		return
 	}
 	rec.principal = review.Username()
+	s.log.V(1).Info("issued session credentials", "requestId", rec.requestID, "principal", rec.principal,
+		"pod", review.Pod, "accessKeyId", creds.AccessKeyID, "expiration", creds.Expires.UTC().Format(time.RFC3339))
 	b, err := json.Marshal(credentialsResponse{
 		AccessKeyID:     creds.AccessKeyID,
 		SecretAccessKey: creds.SecretAccessKey,

@@ -55,6 +55,12 @@ func ParseCredentials(r io.Reader) (Credentials, error) {
 		if len(f) != 2 {
 			return nil, fmt.Errorf("credentials line %d: want ACCESS_KEY_ID SECRET_ACCESS_KEY, got %d fields", n, len(f))
 		}
+		if strings.ContainsAny(f[0], ":/") {
+			// ':' would let a static key be audited under a session
+			// principal's name (system:serviceaccount:NS:NAME); '/'
+			// separates the credential scope.
+			return nil, fmt.Errorf("credentials line %d: an access key id may not hold ':' or '/'", n)
+		}
 		if _, dup := c[f[0]]; dup {
 			return nil, fmt.Errorf("credentials line %d: access key id %s appears twice", n, f[0])
 		}
