@@ -29,6 +29,7 @@ import (
 	"os"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -253,6 +254,10 @@ func runKMSServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 		_ = ln.Close()
 		return err
 	}
+	fresh := newFreshness(time.Now, max(30*time.Second, 10*f.refresh))
+	if pod != nil {
+		pod.PolicyFresh = fresh.check
+	}
 	if pod != nil {
 		log.Info("pod identity: serving session credentials", "path", awsapi.CredentialsPath, "audience", f.tokenAudience,
 			"sessionDuration", f.sessionDuration, "allowUnboundTokens", f.allowUnbound, "maxTokenLifetime", f.maxTokenLifetime)
@@ -269,7 +274,7 @@ func runKMSServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 		scheme = "https"
 	}
 	fmt.Fprintf(stdout, "rekey kms: listening on %s://%s\n", scheme, ln.Addr())
-	go refreshEvery(ctx, e, f.refresh, log)
+	go refreshEvery(ctx, e, f.refresh, fresh, log)
 	err = serveUntilDone(ctx, srv, ln)
 	handler.FlushAudit()
 	if err != nil {
@@ -400,8 +405,9 @@ func (f *kmsServeFlags) openAudit(stdout io.Writer) (io.Writer, func(), error) {
 	return file, func() { _ = file.Close() }, nil
 }
 
-// refreshEvery picks up keystore changes other processes made.
-func refreshEvery(ctx context.Context, e *kms.Engine, every time.Duration, log logr.Logger) {
+// refreshEvery picks up keystore changes other processes made, and
+// records each success in fresh.
+func refreshEvery(ctx context.Context, e *kms.Engine, every time.Duration, fresh *freshness, log logr.Logger) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -411,9 +417,35 @@ func refreshEvery(ctx context.Context, e *kms.Engine, every time.Duration, log l
 		case <-t.C:
 			if err := e.Refresh(ctx); err != nil && ctx.Err() == nil {
 				log.Error(err, "refreshing the keystore")
+			} else if err == nil {
+				fresh.ok()
 			}
 		}
 	}
+}
+
+// freshness says whether the keystore was read successfully lately: the
+// workloads' key policy is in it, so a server that cannot read it must not
+// go on authorising sessions with tags that may have been revoked.
+type freshness struct {
+	now    func() time.Time
+	within time.Duration
+	last   atomic.Int64 // UnixNano of the last success
+}
+
+func newFreshness(now func() time.Time, within time.Duration) *freshness {
+	f := &freshness{now: now, within: within}
+	f.ok() // the engine has just opened the keystore
+	return f
+}
+
+func (f *freshness) ok() { f.last.Store(f.now().UnixNano()) }
+
+func (f *freshness) check() error {
+	if age := f.now().Sub(time.Unix(0, f.last.Load())); age > f.within {
+		return fmt.Errorf("the keystore was last read %v ago", age.Round(time.Second))
+	}
+	return nil
 }
 
 // serveUntilDone serves until ctx ends, then shuts down gracefully.

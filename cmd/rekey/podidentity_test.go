@@ -477,3 +477,21 @@ func TestKMSServePodIdentityFlags(t *testing.T) {
 		}
 	}
 }
+
+// The keystore counts as fresh for a while after each successful read,
+// and not after that.
+func TestFreshness(t *testing.T) {
+	now := time.Unix(1796036400, 0)
+	f := newFreshness(func() time.Time { return now }, 30*time.Second)
+	if err := f.check(); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(31 * time.Second)
+	if err := f.check(); err == nil {
+		t.Fatal("31 s after the last read: fresh")
+	}
+	f.ok()
+	if err := f.check(); err != nil {
+		t.Fatalf("after a read: %v", err)
+	}
+}

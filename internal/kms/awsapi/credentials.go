@@ -73,6 +73,12 @@ type PodIdentity struct {
 	// request is told to retry (429). Tokens refused by the local checks
 	// (podidentity.Reviewer.Precheck) cost none.
 	ReviewsPerSecond float64
+	// PolicyFresh, when set, reports whether the keys' policy tags this
+	// server reads are current (its keystore refreshes succeed): while it
+	// returns an error, session principals are refused
+	// (DependencyTimeoutException, which the SDKs retry) instead of being
+	// authorised by tags that may since have been revoked.
+	PolicyFresh func() error
 }
 
 type podIdentity struct {

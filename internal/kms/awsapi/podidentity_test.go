@@ -254,3 +254,56 @@ func TestPolicyTagsValidated(t *testing.T) {
 		t.Errorf("a long-term key with a security token: want UnrecognizedClientException, got %v", err)
 	}
 }
+
+// While the key policy cannot be read (PolicyFresh fails), sessions are
+// refused with a retryable error instead of being authorised by tags that
+// may have been revoked; static principals are not affected (review 12,
+// finding 8).
+func TestStalePolicyRefusesSessions(t *testing.T) {
+	ctx := context.Background()
+	engine, err := kms.New(ctx, kms.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := engine.CreateKey(ctx, &kms.CreateKeyInput{Tags: []kms.Tag{{TagKey: keypolicy.DecryptTag, TagValue: "team-a"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := engine.Encrypt(ctx, &kms.EncryptInput{KeyID: key.KeyMetadata.KeyID, Plaintext: []byte("v")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sessions, err := podidentity.NewSessions(bytes.Repeat([]byte{7}, 32), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stale atomic.Bool
+	hs := httptest.NewServer(awsapi.New(engine, awsapi.Options{Credentials: awsapi.Credentials{"AKADMIN": "admin-secret"},
+		PodIdentity: &awsapi.PodIdentity{Reviewer: &stubReviewer{}, Sessions: sessions, Duration: time.Hour,
+			PolicyFresh: func() error {
+				if stale.Load() {
+					return errors.New("stale")
+				}
+				return nil
+			}}}))
+	t.Cleanup(hs.Close)
+	c, err := sessions.Issue(podidentity.Identity{Namespace: "team-a", Name: "app"}, time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := func(akid, secret, token string) *awskms.Client {
+		return awskms.New(awskms.Options{Region: "local", BaseEndpoint: aws.String(hs.URL), RetryMaxAttempts: 1,
+			Credentials: credentials.NewStaticCredentialsProvider(akid, secret, token)})
+	}
+	session, admin := client(c.AccessKeyID, c.SecretAccessKey, c.SessionToken), client("AKADMIN", "admin-secret", "")
+	if _, err := session.Decrypt(ctx, &awskms.DecryptInput{CiphertextBlob: enc.CiphertextBlob}); err != nil {
+		t.Fatalf("fresh policy: %v", err)
+	}
+	stale.Store(true)
+	if _, err := session.Decrypt(ctx, &awskms.DecryptInput{CiphertextBlob: enc.CiphertextBlob}); errorCode(err) != "DependencyTimeoutException" {
+		t.Fatalf("stale policy: want DependencyTimeoutException, got %v", err)
+	}
+	if _, err := admin.Decrypt(ctx, &awskms.DecryptInput{CiphertextBlob: enc.CiphertextBlob}); err != nil {
+		t.Fatalf("a static admin with a stale policy: %v", err)
+	}
+}

@@ -354,6 +354,11 @@ func (s *Server) authorizeSession(g *grant, op string, r keyRefs, keys []string)
 	if tag == "" {
 		return keys, sessionDenied(g.id, op, "")
 	}
+	if s.pod != nil && s.pod.PolicyFresh != nil {
+		if err := s.pod.PolicyFresh(); err != nil {
+			return keys, &kms.Error{Code: kms.CodeDependencyTimeout, Message: "the key policy could not be read from the keystore lately; retry"}
+		}
+	}
 	ns, name := g.session.Namespace, g.session.Name
 	named := false
 	if r.hasBlob && len(r.blob) > 0 {
