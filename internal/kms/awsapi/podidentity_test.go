@@ -307,3 +307,72 @@ func TestStalePolicyRefusesSessions(t *testing.T) {
 		t.Fatalf("a static admin with a stale policy: %v", err)
 	}
 }
+
+// A request that names its key by alias runs under the key it was
+// authorised for, even when an admin moves the alias meanwhile (review
+// 12, finding 12). The alias is moved back and forth between a key the
+// session may use and one it may not, as fast as the engine allows, while
+// the session encrypts by alias: every success must be under the first.
+// (Probabilistic: without the pinning it fails within a few hundred
+// requests on this machine; with it, it cannot fail.)
+func TestAliasPinnedToAuthorisedKey(t *testing.T) {
+	ctx := context.Background()
+	engine, err := kms.New(ctx, kms.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	allowed, err := engine.CreateKey(ctx, &kms.CreateKeyInput{Tags: []kms.Tag{{TagKey: keypolicy.EncryptTag, TagValue: "team-a"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := engine.CreateKey(ctx, &kms.CreateKeyInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := engine.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: "alias/app", TargetKeyID: allowed.KeyMetadata.KeyID}); err != nil {
+		t.Fatal(err)
+	}
+	sessions, err := podidentity.NewSessions(bytes.Repeat([]byte{7}, 32), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(awsapi.New(engine, awsapi.Options{PodIdentity: &awsapi.PodIdentity{Reviewer: &stubReviewer{}, Sessions: sessions, Duration: time.Hour}}))
+	t.Cleanup(hs.Close)
+	c, err := sessions.Issue(podidentity.Identity{Namespace: "team-a", Name: "app"}, time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := awskms.New(awskms.Options{Region: "local", BaseEndpoint: aws.String(hs.URL), RetryMaxAttempts: 1,
+		Credentials: credentials.NewStaticCredentialsProvider(c.AccessKeyID, c.SecretAccessKey, c.SessionToken)})
+	stop := make(chan struct{})
+	flipped := make(chan int)
+	go func() {
+		n := 0
+		for targets := []string{other.KeyMetadata.KeyID, allowed.KeyMetadata.KeyID}; ; n++ {
+			select {
+			case <-stop:
+				flipped <- n
+				return
+			default:
+			}
+			_, _ = engine.UpdateAlias(ctx, &kms.UpdateAliasInput{AliasName: "alias/app", TargetKeyID: targets[n%2]})
+		}
+	}()
+	ok := 0
+	for range 600 {
+		out, err := k.Encrypt(ctx, &awskms.EncryptInput{KeyId: aws.String("alias/app"), Plaintext: []byte("x")})
+		if err != nil {
+			continue // denied: the alias named the other key when authorised
+		}
+		ok++
+		if aws.ToString(out.KeyId) != allowed.KeyMetadata.Arn {
+			close(stop)
+			<-flipped
+			t.Fatalf("an Encrypt authorised for %s ran under %s", allowed.KeyMetadata.Arn, aws.ToString(out.KeyId))
+		}
+	}
+	close(stop)
+	if n := <-flipped; ok == 0 || n < 100 {
+		t.Fatalf("%d successes, %d alias moves: the test did not exercise the race", ok, n)
+	}
+}

@@ -123,8 +123,11 @@ type operation struct {
 
 // op adapts an engine method to the wire: decode the request JSON strictly
 // into its input type, authorise the principal for the operation on the
-// keys the input names (refs), call the method.
-func op[In, Out any](name string, f func(context.Context, *In) (*Out, error), refs func(*In) keyRefs) operation {
+// keys the input names (refs), call the method. pin, when given, names the
+// input's field of the key the request uses: once authorised, an alias
+// there is replaced by the ARN of the key it was authorised as, so the
+// engine uses that key even if the alias moves meanwhile.
+func op[In, Out any](name string, f func(context.Context, *In) (*Out, error), refs func(*In) keyRefs, pin ...func(*In) *string) operation {
 	return operation{
 		name:  name,
 		admin: slices.Contains(AdminOperations, name),
@@ -138,6 +141,11 @@ func op[In, Out any](name string, f func(context.Context, *In) (*Out, error), re
 			keys, err := s.authorize(ctx, g, name, refs(in), keys)
 			if err != nil {
 				return nil, keys, err
+			}
+			if len(pin) > 0 && !g.admin && len(keys) > 0 {
+				if ref := pin[0](in); *ref != "" && s.arnOf(*ref) == "" && strings.HasPrefix(keys[len(keys)-1], s.keyPrefix) {
+					*ref = keys[len(keys)-1]
+				}
 			}
 			out, err := f(ctx, in)
 			return out, keys, err
@@ -207,15 +215,18 @@ func New(engine *kms.Engine, o Options) *Server {
 		op("CancelKeyDeletion", e.CancelKeyDeletion, func(in *kms.KeyIDInput) keyRefs { return key(in.KeyID) }),
 		op("RotateKeyOnDemand", e.RotateKeyOnDemand, func(in *kms.KeyIDInput) keyRefs { return key(in.KeyID) }),
 		op("ListKeyRotations", e.ListKeyRotations, func(in *kms.ListKeyRotationsInput) keyRefs { return key(in.KeyID) }),
-		op("Encrypt", e.Encrypt, func(in *kms.EncryptInput) keyRefs { return key(in.KeyID) }),
+		op("Encrypt", e.Encrypt, func(in *kms.EncryptInput) keyRefs { return key(in.KeyID) },
+			func(in *kms.EncryptInput) *string { return &in.KeyID }),
 		op("Decrypt", e.Decrypt, func(in *kms.DecryptInput) keyRefs {
 			return keyRefs{refs: []string{in.KeyID}, blob: in.CiphertextBlob, hasBlob: true}
 		}),
 		op("ReEncrypt", e.ReEncrypt, func(in *kms.ReEncryptInput) keyRefs {
 			return keyRefs{refs: []string{in.SourceKeyID, in.DestinationKeyID}, blob: in.CiphertextBlob, hasBlob: true}
-		}),
-		op("GenerateDataKey", e.GenerateDataKey, func(in *kms.GenerateDataKeyInput) keyRefs { return key(in.KeyID) }),
-		op("GenerateDataKeyWithoutPlaintext", e.GenerateDataKeyWithoutPlaintext, func(in *kms.GenerateDataKeyInput) keyRefs { return key(in.KeyID) }),
+		}, func(in *kms.ReEncryptInput) *string { return &in.DestinationKeyID }),
+		op("GenerateDataKey", e.GenerateDataKey, func(in *kms.GenerateDataKeyInput) keyRefs { return key(in.KeyID) },
+			func(in *kms.GenerateDataKeyInput) *string { return &in.KeyID }),
+		op("GenerateDataKeyWithoutPlaintext", e.GenerateDataKeyWithoutPlaintext, func(in *kms.GenerateDataKeyInput) keyRefs { return key(in.KeyID) },
+			func(in *kms.GenerateDataKeyInput) *string { return &in.KeyID }),
 		op("CreateGrant", e.CreateGrant, func(in *kms.CreateGrantInput) keyRefs { return key(in.KeyID) }),
 		op("RetireGrant", e.RetireGrant, func(in *kms.RetireGrantInput) keyRefs { return key(in.KeyID) }),
 		op("ListGrants", e.ListGrants, func(in *kms.ListGrantsInput) keyRefs { return key(in.KeyID) }),
