@@ -19,6 +19,8 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -28,6 +30,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -309,6 +312,9 @@ func (f *kmsServeFlags) podIdentityOptions(creds awsapi.Credentials) (*awsapi.Po
 	if !f.podIdentity {
 		return nil, nil
 	}
+	if err := checkAudience(f.tokenAudience, inClusterTokenFile); err != nil {
+		return nil, err
+	}
 	for id := range creds {
 		if podidentity.IsSessionKeyID(id) {
 			return nil, fmt.Errorf("%w: %s: access key id %s has the form of a session's (%s and 20 characters): rename it",
@@ -347,6 +353,55 @@ func (f *kmsServeFlags) podIdentityOptions(creds awsapi.Credentials) (*awsapi.Po
 		Duration:         f.sessionDuration,
 		ReviewsPerSecond: f.reviewsPerSecond,
 	}, nil
+}
+
+// inClusterTokenFile is where a Pod's default ServiceAccount token is
+// mounted; its audiences are the kube-apiserver's.
+const inClusterTokenFile = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+
+// checkAudience refuses a --token-audience that is the kube-apiserver's
+// own: every Pod's default token would then be a rekey credential, and
+// every token sent to rekey a credential for the kube-apiserver. The
+// kube-apiserver's audiences are read from the Pod's own default token
+// (tokenFile, when there is one) besides the usual defaults.
+func checkAudience(audience, tokenFile string) error {
+	apiAudiences := []string{"https://kubernetes.default.svc", "https://kubernetes.default.svc.cluster.local",
+		"kubernetes.default.svc", "kubernetes.default.svc.cluster.local", "api"}
+	if b, err := os.ReadFile(tokenFile); err == nil {
+		apiAudiences = append(apiAudiences, jwtAudiences(string(b))...)
+	}
+	if slices.Contains(apiAudiences, audience) {
+		return fmt.Errorf("%w: --token-audience %s is the kube-apiserver's audience: use an audience of rekey's alone (rekey)", errUsage, audience)
+	}
+	return nil
+}
+
+// jwtAudiences reads the aud claim of a JWT without verifying it (the
+// Pod's own token, read from its own file).
+func jwtAudiences(token string) []string {
+	parts := strings.Split(strings.TrimSpace(token), ".")
+	if len(parts) != 3 {
+		return nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return nil
+	}
+	var claims struct {
+		Aud json.RawMessage `json:"aud"`
+	}
+	if json.Unmarshal(b, &claims) != nil {
+		return nil
+	}
+	var many []string
+	if json.Unmarshal(claims.Aud, &many) == nil {
+		return many
+	}
+	var one string
+	if json.Unmarshal(claims.Aud, &one) == nil {
+		return []string{one}
+	}
+	return nil
 }
 
 // access reads the credentials and the policy. Without a policy the

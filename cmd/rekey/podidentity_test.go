@@ -495,3 +495,28 @@ func TestFreshness(t *testing.T) {
 		t.Fatalf("after a read: %v", err)
 	}
 }
+
+// --token-audience may not be the kube-apiserver's own audience (review
+// 12, finding 15): the usual defaults, and whatever the Pod's own default
+// token names.
+func TestCheckAudience(t *testing.T) {
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "token")
+	enc := base64.RawURLEncoding.EncodeToString
+	if err := os.WriteFile(tokenFile, []byte(enc([]byte(`{"alg":"RS256"}`))+"."+enc([]byte(`{"aud":["https://issuer.example"]}`))+".sig"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, aud := range []string{"https://kubernetes.default.svc", "https://kubernetes.default.svc.cluster.local", "https://issuer.example"} {
+		if err := checkAudience(aud, tokenFile); !errors.Is(err, errUsage) {
+			t.Errorf("--token-audience %s: want a usage error, got %v", aud, err)
+		}
+	}
+	for _, aud := range []string{"rekey", "rekey.example/kms"} {
+		if err := checkAudience(aud, tokenFile); err != nil {
+			t.Errorf("--token-audience %s: %v", aud, err)
+		}
+	}
+	if err := checkAudience("https://issuer.example", filepath.Join(dir, "none")); err != nil {
+		t.Errorf("no token file: %v", err)
+	}
+}
