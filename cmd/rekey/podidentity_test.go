@@ -376,6 +376,15 @@ func TestKMSServePodIdentity(t *testing.T) {
 			t.Fatalf("audit line %q: %v", line, err)
 		}
 		lines = append(lines, r.Principal+" "+r.Operation+" "+r.Code)
+		if r.Principal == principal && r.Session == "" {
+			t.Errorf("a session's audit line without its access key id: %s", line)
+		}
+		if r.Session != "" && !strings.HasPrefix(r.Session, "ASIA") {
+			t.Errorf("audit session %q", r.Session)
+		}
+		if r.Principal == principal && r.Operation == "Decrypt" && r.Code == "" && r.Session != creds.AccessKeyID {
+			t.Errorf("the SDK's Decrypt audited under session %q, want %s", r.Session, creds.AccessKeyID)
+		}
 		if strings.Contains(line, creds.SessionToken) || strings.Contains(line, creds.SecretAccessKey) {
 			t.Fatalf("audit line holds a credential: %s", line)
 		}

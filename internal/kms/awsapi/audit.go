@@ -33,8 +33,14 @@ type AuditRecord struct {
 	// RequestID is the X-Amzn-Requestid the response carried.
 	RequestID string `json:"requestId"`
 	// Principal is the access key id whose signature verified; empty when
-	// none did.
+	// none did. For session credentials it is the ServiceAccount,
+	// system:serviceaccount:NS:NAME.
 	Principal string `json:"principal"`
+	// Session is the access key id of the session credentials that signed
+	// the request, or that GetCredentials issued; absent otherwise. It
+	// tells one session of a ServiceAccount from another (a stolen one from
+	// the Pod's own).
+	Session string `json:"session,omitempty"`
 	// Operation is the KMS operation; empty when the request named none
 	// this server has or was refused before it was read.
 	Operation string `json:"operation"`
@@ -55,6 +61,7 @@ type auditRecord struct {
 	start     time.Time
 	requestID string
 	principal string
+	session   string
 	operation string
 	keys      []string
 	keyBuf    [3]string
@@ -155,6 +162,10 @@ func appendRecord(b []byte, r *auditRecord, elapsed time.Duration) []byte {
 	b = appendJSONString(b, r.requestID)
 	b = append(b, `,"principal":`...)
 	b = appendJSONString(b, r.principal)
+	if r.session != "" {
+		b = append(b, `,"session":`...)
+		b = appendJSONString(b, r.session)
+	}
 	b = append(b, `,"operation":`...)
 	b = appendJSONString(b, r.operation)
 	b = append(b, `,"keys":[`...)

@@ -353,7 +353,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, bp *[]byte, rec *
 	}
 	rec.principal = akid
 	if isSession {
-		rec.principal = sess.Username()
+		rec.principal, rec.session = sess.Username(), akid
 	}
 	target := r.Header.Get("X-Amz-Target")
 	opName, ok := strings.CutPrefix(target, targetPrefix)
