@@ -18,7 +18,6 @@ package awsapi
 
 import (
 	"cmp"
-	"context"
 	"fmt"
 	"maps"
 	"os"
@@ -282,7 +281,7 @@ func denied(id, op, key string) error {
 // authorize decides whether g may call op on the keys in r, and returns
 // the keys for the audit record: key ARNs where the request or the blob
 // named one, the names as given otherwise.
-func (s *Server) authorize(ctx context.Context, g *grant, op string, r keyRefs, keys []string) ([]string, error) {
+func (s *Server) authorize(g *grant, op string, r keyRefs, keys []string) ([]string, error) {
 	if g.session != nil {
 		return s.authorizeSession(g, op, r, keys)
 	}
@@ -310,7 +309,7 @@ func (s *Server) authorize(ctx context.Context, g *grant, op string, r keyRefs, 
 	}
 	c := checker{s: s, g: g}
 	named := blobKey != ""
-	if named && !c.allows(ctx, blobKey) {
+	if named && !c.allows(blobKey) {
 		return keys, denied(g.id, op, blobKey)
 	}
 	for _, ref := range r.refs {
@@ -321,16 +320,18 @@ func (s *Server) authorize(ctx context.Context, g *grant, op string, r keyRefs, 
 		arn := s.arnOf(ref)
 		if arn == "" && !g.allKeys {
 			// An alias: resolve it to the key it names now.
-			out, err := s.engine.DescribeKey(ctx, &kms.DescribeKeyInput{KeyID: ref})
+			// (KeyTag resolves as DescribeKey does, without building
+			// its response: this is on every request's path.)
+			resolved, _, err := s.engine.KeyTag(ref, "")
 			if err != nil {
 				// Not NotFoundException: that would tell a principal
 				// which aliases exist outside its keys.
 				return append(keys, auditKey(ref)), denied(g.id, op, auditKey(ref))
 			}
-			arn = out.KeyMetadata.Arn
+			arn = resolved
 		}
 		keys = append(keys, auditKey(cmp.Or(arn, ref)))
-		if !c.allows(ctx, arn) {
+		if !c.allows(arn) {
 			return keys, denied(g.id, op, auditKey(ref))
 		}
 	}
@@ -415,7 +416,7 @@ type checker struct {
 }
 
 // allows reports whether the grant may use the key with this ARN.
-func (c *checker) allows(ctx context.Context, arn string) bool {
+func (c *checker) allows(arn string) bool {
 	if c.g.allKeys || c.g.arns[arn] {
 		return true
 	}
@@ -426,8 +427,8 @@ func (c *checker) allows(ctx context.Context, arn string) bool {
 		c.resolved = true
 		c.aliases = c.arns[:0]
 		for _, alias := range c.g.aliases {
-			if out, err := c.s.engine.DescribeKey(ctx, &kms.DescribeKeyInput{KeyID: alias}); err == nil {
-				c.aliases = append(c.aliases, out.KeyMetadata.Arn)
+			if arn, _, err := c.s.engine.KeyTag(alias, ""); err == nil {
+				c.aliases = append(c.aliases, arn)
 			}
 		}
 	}

@@ -138,7 +138,7 @@ func op[In, Out any](name string, f func(context.Context, *In) (*Out, error), re
 					return nil, keys, &kms.Error{Code: kms.CodeSerialization, Message: "the request body is not valid JSON for this operation: " + serializationReason(err)}
 				}
 			}
-			keys, err := s.authorize(ctx, g, name, refs(in), keys)
+			keys, err := s.authorize(g, name, refs(in), keys)
 			if err != nil {
 				return nil, keys, err
 			}
