@@ -662,6 +662,7 @@ func TestChartValues(t *testing.T) {
 		{"a PDB that blocks every drain", []string{"--set", "podDisruptionBudget.enabled=true"}, "would block every node drain"},
 		{"replicas without leader election", []string{"--set", "replicaCount=2", "--set", "leaderElection.enabled=false"}, "needs leaderElection.enabled"},
 		{"a key service PDB that blocks every drain", []string{"--set", "kms.enabled=true", "--set", "kms.replicas=1"}, "would block every node drain"},
+		{"a key service on every node address", []string{"--set", "kms.enabled=true", "--set", "kms.hostNetwork=true"}, "kms.host"},
 		{"a key service session over its type", []string{"--set", "kms.podIdentity.sessionDuration=1day"}, "sessionDuration"},
 		{"a misspelt setting", []string{"--set", "metrics.servicemonitor.enabled=true"}, "servicemonitor"},
 		{"a Secret name CEL could not hold", []string{"--set", "rootKey.secretName=root'key"}, "/rootKey/secretName"},
