@@ -33,6 +33,7 @@ func TestFlagsAnywhereAndNoStrayArguments(t *testing.T) {
 		"decrypt with a stray word":                  {"decrypt", "stray"},
 		"reencrypt with a stray word":                {"reencrypt", "--destination-key", "alias/app", "stray"},
 		"controller with a stray word":               {"controller", "stray"},
+		"kms serve with a stray word":                {"kms", "serve", "stray", "--listen", "127.0.0.1:0"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			out, errOut, code := c.run("PLAINTEXT", args...)

@@ -187,7 +187,7 @@ func runKMSServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 		fmt.Fprintln(stderr, kmsUsage)
 		fs.PrintDefaults()
 	}
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
 	if err := f.check(ctx); err != nil {
