@@ -382,6 +382,9 @@ func TestKMSServePodIdentity(t *testing.T) {
 		if r.Session != "" && !strings.HasPrefix(r.Session, "ASIA") {
 			t.Errorf("audit session %q", r.Session)
 		}
+		if r.Principal == principal && r.Operation == "GetCredentials" && r.Code == "" && r.Pod == "" {
+			t.Errorf("an issuance audited without the Pod its token is bound to: %s", line)
+		}
 		if r.Principal == principal && r.Operation == "Decrypt" && r.Code == "" && r.Session != creds.AccessKeyID {
 			t.Errorf("the SDK's Decrypt audited under session %q, want %s", r.Session, creds.AccessKeyID)
 		}

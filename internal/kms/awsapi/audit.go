@@ -41,6 +41,10 @@ type AuditRecord struct {
 	// tells one session of a ServiceAccount from another (a stolen one from
 	// the Pod's own).
 	Session string `json:"session,omitempty"`
+	// Pod is the Pod whose token GetCredentials traded for the session
+	// (the TokenReview names it for a Pod-bound token); absent otherwise.
+	// With Session it ties every request of a session to one Pod.
+	Pod string `json:"pod,omitempty"`
 	// Operation is the KMS operation; empty when the request named none
 	// this server has or was refused before it was read.
 	Operation string `json:"operation"`
@@ -62,6 +66,7 @@ type auditRecord struct {
 	requestID string
 	principal string
 	session   string
+	pod       string
 	operation string
 	keys      []string
 	keyBuf    [3]string
@@ -165,6 +170,10 @@ func appendRecord(b []byte, r *auditRecord, elapsed time.Duration) []byte {
 	if r.session != "" {
 		b = append(b, `,"session":`...)
 		b = appendJSONString(b, r.session)
+	}
+	if r.pod != "" {
+		b = append(b, `,"pod":`...)
+		b = appendJSONString(b, r.pod)
 	}
 	b = append(b, `,"operation":`...)
 	b = appendJSONString(b, r.operation)

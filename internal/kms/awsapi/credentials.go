@@ -231,7 +231,7 @@ func (s *Server) serveCredentials(w http.ResponseWriter, r *http.Request, rec *a
 		fail(http.StatusInternalServerError, kms.CodeInternal, "internal error (request "+rec.requestID+")")
 		return
 	}
-	rec.principal, rec.session = review.Username(), creds.AccessKeyID
+	rec.principal, rec.session, rec.pod = review.Username(), creds.AccessKeyID, review.Pod
 	s.log.V(1).Info("issued session credentials", "requestId", rec.requestID, "principal", rec.principal,
 		"pod", review.Pod, "accessKeyId", creds.AccessKeyID, "expiration", creds.Expires.UTC().Format(time.RFC3339))
 	b, err := json.Marshal(credentialsResponse{
