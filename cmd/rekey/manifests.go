@@ -30,6 +30,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/config"
 
+	"github.com/rekey-dev/rekey/internal/atomicfile"
 	"github.com/rekey-dev/rekey/internal/manifests"
 	awsprovider "github.com/rekey-dev/rekey/internal/provider/aws"
 	"github.com/rekey-dev/rekey/internal/provider/embedded"
@@ -276,32 +277,11 @@ func readManifest(path string) ([]byte, error) {
 	return io.ReadAll(io.LimitReader(f, maxManifest+1))
 }
 
-// writeInPlace replaces path's contents atomically (a file beside it,
-// renamed over it), keeping its mode.
+// writeInPlace replaces path's contents atomically, keeping its mode.
 func writeInPlace(path string, b []byte) error {
 	st, err := os.Stat(path)
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".rekey-*")
-	if err != nil {
-		return err
-	}
-	defer func() { _ = os.Remove(tmp.Name()) }()
-	if _, err := tmp.Write(b); err != nil {
-		_ = tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(st.Mode().Perm()); err != nil {
-		_ = tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		_ = tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return atomicfile.Write(path, b, st.Mode().Perm())
 }

@@ -25,9 +25,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"syscall"
 
+	"github.com/rekey-dev/rekey/internal/atomicfile"
 	"github.com/rekey-dev/rekey/internal/kms"
 )
 
@@ -244,39 +244,8 @@ func (f *File) write(h Header, doc []byte) (*Snapshot, error) {
 	return s, nil
 }
 
-// writeAtomic writes b to path through a fsynced temporary file renamed over
-// it, mode 0600, and fsyncs the directory.
-func writeAtomic(path string, b []byte) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() { _ = os.Remove(tmp.Name()) }()
-	if _, err := tmp.Write(b); err != nil {
-		_ = tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o600); err != nil {
-		_ = tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		_ = tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		_ = d.Close()
-	}
-	return nil
-}
+// writeAtomic writes b to path, mode 0600, all or nothing (atomicfile).
+func writeAtomic(path string, b []byte) error { return atomicfile.Write(path, b, 0o600) }
 
 // Init creates a new, empty keystore. It refuses when the file exists
 // (ErrExists) or when the record says a keystore was there (ErrMissing:
