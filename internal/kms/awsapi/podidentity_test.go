@@ -123,8 +123,15 @@ func (p *podServer) fetch(t *testing.T, token string) (aws.Credentials, error) {
 }
 
 func (p *podServer) client(c aws.Credentials) *awskms.Client {
-	return awskms.New(awskms.Options{Region: "local", BaseEndpoint: aws.String(p.url), RetryMaxAttempts: 1,
-		Credentials: credentials.NewStaticCredentialsProvider(c.AccessKeyID, c.SecretAccessKey, c.SessionToken)})
+	return sdkClient(p.url, c.AccessKeyID, c.SecretAccessKey, c.SessionToken)
+}
+
+// sdkClient is the AWS SDK's KMS client for the endpoint at url, signing
+// with the access key, secret and (for a session) security token given,
+// one attempt per call.
+func sdkClient(url, akid, secret, token string) *awskms.Client {
+	return awskms.New(awskms.Options{Region: "local", BaseEndpoint: aws.String(url), RetryMaxAttempts: 1,
+		Credentials: credentials.NewStaticCredentialsProvider(akid, secret, token)})
 }
 
 // Session credentials end at their Expiration, by the server's clock;
@@ -228,8 +235,7 @@ func TestPolicyTagsValidated(t *testing.T) {
 	}
 	hs := httptest.NewServer(awsapi.New(engine, awsapi.Options{Credentials: awsapi.Credentials{"AKADMIN": "admin-secret"}}))
 	t.Cleanup(hs.Close)
-	admin := awskms.New(awskms.Options{Region: "local", BaseEndpoint: aws.String(hs.URL), RetryMaxAttempts: 1,
-		Credentials: credentials.NewStaticCredentialsProvider("AKADMIN", "admin-secret", "")})
+	admin := sdkClient(hs.URL, "AKADMIN", "admin-secret", "")
 	tag := func(k, v string) []types.Tag { return []types.Tag{{TagKey: aws.String(k), TagValue: aws.String(v)}} }
 	for _, bad := range []string{"*", "team-a/*", "team-a, team-b", "Team-A"} {
 		if _, err := admin.CreateKey(ctx, &awskms.CreateKeyInput{Tags: tag(keypolicy.DecryptTag, bad)}); errorCode(err) != "ValidationException" {
@@ -248,8 +254,7 @@ func TestPolicyTagsValidated(t *testing.T) {
 	}
 	// A long-term access key has no session: a security token with it is
 	// refused, as AWS refuses it.
-	withToken := awskms.New(awskms.Options{Region: "local", BaseEndpoint: aws.String(hs.URL), RetryMaxAttempts: 1,
-		Credentials: credentials.NewStaticCredentialsProvider("AKADMIN", "admin-secret", "some-token")})
+	withToken := sdkClient(hs.URL, "AKADMIN", "admin-secret", "some-token")
 	if _, err := withToken.ListKeys(ctx, &awskms.ListKeysInput{}); errorCode(err) != "UnrecognizedClientException" {
 		t.Errorf("a long-term key with a security token: want UnrecognizedClientException, got %v", err)
 	}
@@ -291,11 +296,7 @@ func TestStalePolicyRefusesSessions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	client := func(akid, secret, token string) *awskms.Client {
-		return awskms.New(awskms.Options{Region: "local", BaseEndpoint: aws.String(hs.URL), RetryMaxAttempts: 1,
-			Credentials: credentials.NewStaticCredentialsProvider(akid, secret, token)})
-	}
-	session, admin := client(c.AccessKeyID, c.SecretAccessKey, c.SessionToken), client("AKADMIN", "admin-secret", "")
+	session, admin := sdkClient(hs.URL, c.AccessKeyID, c.SecretAccessKey, c.SessionToken), sdkClient(hs.URL, "AKADMIN", "admin-secret", "")
 	if _, err := session.Decrypt(ctx, &awskms.DecryptInput{CiphertextBlob: enc.CiphertextBlob}); err != nil {
 		t.Fatalf("fresh policy: %v", err)
 	}
@@ -342,8 +343,7 @@ func TestAliasPinnedToAuthorisedKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	k := awskms.New(awskms.Options{Region: "local", BaseEndpoint: aws.String(hs.URL), RetryMaxAttempts: 1,
-		Credentials: credentials.NewStaticCredentialsProvider(c.AccessKeyID, c.SecretAccessKey, c.SessionToken)})
+	k := sdkClient(hs.URL, c.AccessKeyID, c.SecretAccessKey, c.SessionToken)
 	stop := make(chan struct{})
 	flipped := make(chan int)
 	go func() {
