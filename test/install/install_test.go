@@ -36,7 +36,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -50,6 +49,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	rekeyv1alpha1 "github.com/rekey-dev/rekey/api/v1alpha1"
+	"github.com/rekey-dev/rekey/internal/docblocks"
 	"github.com/rekey-dev/rekey/internal/testenv"
 )
 
@@ -161,31 +161,12 @@ func (g *guide) writeBundle(img string) {
 	}
 }
 
-var blockTag = regexp.MustCompile(`^\s*<!-- test: ([a-z0-9-]+) -->\s*$`)
-
-// parseBlocks returns the ```sh blocks that follow a <!-- test: NAME -->
-// line, without the list indentation they may carry.
+// parseBlocks returns docs/operations.md's blocks marked <!-- test: NAME -->.
 func parseBlocks(t *testing.T, doc string) map[string]string {
 	t.Helper()
-	blocks := map[string]string{}
-	lines := strings.Split(doc, "\n")
-	for i := 0; i < len(lines); i++ {
-		m := blockTag.FindStringSubmatch(lines[i])
-		if m == nil {
-			continue
-		}
-		if i+1 >= len(lines) || strings.TrimSpace(lines[i+1]) != "```sh" {
-			t.Fatalf("docs/operations.md:%d: <!-- test: %s --> is not followed by a ```sh block", i+1, m[1])
-		}
-		indent := lines[i+1][:len(lines[i+1])-len(strings.TrimLeft(lines[i+1], " "))]
-		var body []string
-		for i += 2; i < len(lines) && strings.TrimSpace(lines[i]) != "```"; i++ {
-			body = append(body, strings.TrimPrefix(lines[i], indent))
-		}
-		if _, dup := blocks[m[1]]; dup {
-			t.Fatalf("docs/operations.md: two blocks named %s", m[1])
-		}
-		blocks[m[1]] = strings.Join(body, "\n") + "\n"
+	blocks, err := docblocks.Parse(doc, "test")
+	if err != nil {
+		t.Fatalf("docs/operations.md: %v", err)
 	}
 	return blocks
 }
