@@ -173,15 +173,25 @@ func (r *Rotation) Check(ctx context.Context, path string, src []byte) ([]Findin
 type blob struct {
 	finding Finding
 	node    *yaml.Node
-	raw     []byte
-	src     map[string]string
-	dst     map[string]string
+	// span is where the value is written in the file (found before any
+	// key service call; unset in a check, which writes nothing).
+	span edit
+	raw  []byte
+	src  map[string]string
+	dst  map[string]string
 }
 
-// edit replaces src[off:off+n] with text.
+// edit replaces src[off:off+n] with text: quote, the value, quote.
 type edit struct {
 	off, n int
+	quote  string
 	text   string
+}
+
+// with is the edit that writes value in the scalar's own quoting.
+func (e edit) with(value string) edit {
+	e.text = e.quote + value + e.quote
+	return e
 }
 
 func (r *Rotation) run(ctx context.Context, path string, src []byte, check bool) ([]byte, []Finding, error) {
@@ -216,12 +226,7 @@ func (r *Rotation) run(ctx context.Context, path string, src []byte, check bool)
 				failed = true
 			}
 			if text != "" {
-				e, err := scalarEdit(src, lines, b.node, text)
-				if err != nil {
-					return nil, nil, fmt.Errorf("%s:%d: Secret %s, %s.%s: %w", path, b.node.Line,
-						secretName(b.finding.Namespace, b.finding.Secret), b.finding.Field, b.finding.Key, err)
-				}
-				secretEdits = append(secretEdits, e)
+				secretEdits = append(secretEdits, b.span.with(text))
 			}
 		}
 		for i := range blobs {
@@ -355,10 +360,12 @@ func (r *Rotation) secretBlobs(path string, doc *yaml.Node, file []byte, lines [
 			findings = append(findings, f)
 			continue
 		}
+		var span edit
 		if !check {
 			// Only a value on one line can be replaced in place: say so
 			// before any key service call, and write nothing.
-			if _, err := scalarEdit(file, lines, n, ""); err != nil {
+			var err error
+			if span, err = scalarSpan(file, lines, n); err != nil {
 				return nil, nil, fmt.Errorf("%s:%d: Secret %s, %s.%s: %w", path, n.Line, secretName(ns, name), f.Field, k, err)
 			}
 		}
@@ -370,7 +377,7 @@ func (r *Rotation) secretBlobs(path string, doc *yaml.Node, file []byte, lines [
 		}
 		bsrc := rekeyv1alpha1.ExpandEncryptionContext(src, ns, name, k)
 		bdst := rekeyv1alpha1.ExpandEncryptionContext(dst, ns, name, k)
-		blobs = append(blobs, blob{finding: f, node: n, raw: raw, src: bsrc, dst: bdst})
+		blobs = append(blobs, blob{finding: f, node: n, span: span, raw: raw, src: bsrc, dst: bdst})
 	}
 	if len(findings) > 0 {
 		// A Secret with a bad value is not written at all.
@@ -510,17 +517,16 @@ func lineStarts(src []byte) []int {
 	return starts
 }
 
-// scalarEdit replaces a one-line scalar's text with value, in the same
-// style.
-func scalarEdit(src []byte, lines []int, n *yaml.Node, value string) (edit, error) {
-	var raw, text string
+// scalarSpan finds where a one-line scalar is written in src, and its
+// quoting: the edit that replaces it (with sets the new value).
+func scalarSpan(src []byte, lines []int, n *yaml.Node) (edit, error) {
+	var quote string
 	switch n.Style {
 	case 0:
-		raw, text = n.Value, value
 	case yaml.DoubleQuotedStyle:
-		raw, text = `"`+n.Value+`"`, `"`+value+`"`
+		quote = `"`
 	case yaml.SingleQuotedStyle:
-		raw, text = `'`+n.Value+`'`, `'`+value+`'`
+		quote = `'`
 	default:
 		return edit{}, fmt.Errorf("%w: a block scalar (| or >); write the value on one line", ErrLayout)
 	}
@@ -536,10 +542,11 @@ func scalarEdit(src []byte, lines []int, n *yaml.Node, value string) (edit, erro
 		_, size := utf8.DecodeRune(src[off:])
 		off += size
 	}
+	raw := quote + n.Value + quote
 	if !bytes.HasPrefix(src[off:], []byte(raw)) {
 		return edit{}, fmt.Errorf("%w: the value is written over several lines or with escapes; write it on one line", ErrLayout)
 	}
-	return edit{off: off, n: len(raw), text: text}, nil
+	return edit{off: off, n: len(raw), quote: quote}, nil
 }
 
 // apply makes the edits (which do not overlap) on a copy of src.

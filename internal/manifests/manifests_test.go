@@ -401,10 +401,11 @@ func TestSameButBlobsRefusesOtherChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	valueB := docs[0].Content[0].Content[3]
-	e, err := scalarEdit(src, lines, valueB, "three")
+	span, err := scalarSpan(src, lines, valueB)
 	if err != nil {
 		t.Fatal(err)
 	}
+	e := span.with("three")
 	if err := sameButBlobs(src, apply(src, []edit{e}), []edit{e}); err != nil {
 		t.Fatalf("a value edit refused: %v", err)
 	}
