@@ -34,7 +34,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/validation"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
-	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
@@ -421,10 +420,9 @@ func (o *secretCreate) kubeClient() (client.Client, error) {
 		return nil, fmt.Errorf("--apply needs a kubeconfig: %w", err)
 	}
 	if o.namespace == "" {
-		ns, _, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
-			clientcmd.NewDefaultClientConfigLoadingRules(), &clientcmd.ConfigOverrides{}).Namespace()
+		ns, err := kubeconfigNamespace()
 		if err != nil {
-			return nil, fmt.Errorf("--apply without --namespace: reading the kubeconfig's namespace: %w", err)
+			return nil, fmt.Errorf("--apply without --namespace: %w", err)
 		}
 		o.namespace = ns
 	}

@@ -77,14 +77,24 @@ func (k *kubeTarget) client() (client.Client, error) {
 		return nil, fmt.Errorf("reading the kubeconfig: %w", err)
 	}
 	if k.namespace == "" && !k.all {
-		ns, _, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
-			clientcmd.NewDefaultClientConfigLoadingRules(), &clientcmd.ConfigOverrides{}).Namespace()
+		ns, err := kubeconfigNamespace()
 		if err != nil {
-			return nil, fmt.Errorf("reading the kubeconfig's namespace: %w", err)
+			return nil, err
 		}
 		k.namespace = ns
 	}
 	return client.New(cfg, client.Options{Scheme: newScheme()})
+}
+
+// kubeconfigNamespace is the namespace of the kubeconfig's current context
+// ("default" when it names none), as kubectl takes it.
+func kubeconfigNamespace() (string, error) {
+	ns, _, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
+		clientcmd.NewDefaultClientConfigLoadingRules(), &clientcmd.ConfigOverrides{}).Namespace()
+	if err != nil {
+		return "", fmt.Errorf("reading the kubeconfig's namespace: %w", err)
+	}
+	return ns, nil
 }
 
 func runStatus(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
