@@ -22,7 +22,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -198,10 +197,8 @@ func allowsNamespace(ctx context.Context, ks KeyService, arn, name, ns string) e
 	if err != nil {
 		return asStepError(err, "reading the tags of key "+name)
 	}
-	for n := range strings.SplitSeq(tags[rekeyv1alpha1.KeyNamespacesTag], ",") {
-		if n = strings.TrimSpace(n); n == ns || n == "*" {
-			return nil
-		}
+	if allowed := rekeyv1alpha1.KeyNamespaces(tags[rekeyv1alpha1.KeyNamespacesTag]); slices.Contains(allowed, ns) || slices.Contains(allowed, "*") {
+		return nil
 	}
 	return stall(ReasonKeyNotAllowed, "key %s does not allow namespace %s: its %s tag must name it (or \"*\")",
 		name, ns, rekeyv1alpha1.KeyNamespacesTag)

@@ -91,3 +91,16 @@ func FormatEncryptionContext(ec map[string]string) (string, error) {
 	}
 	return strings.TrimSuffix(b.String(), "\n"), nil
 }
+
+// KeyNamespaces reads a KeyNamespacesTag value: the namespaces it names,
+// trimmed of spaces, each once, in order ("*" names every namespace). The
+// controller's check and the key commands read the tag with it.
+func KeyNamespaces(tagValue string) []string {
+	var out []string
+	for n := range strings.SplitSeq(tagValue, ",") {
+		if n = strings.TrimSpace(n); n != "" && !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out
+}

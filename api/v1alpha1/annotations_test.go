@@ -86,3 +86,16 @@ func TestParseEncryptionContextRefuses(t *testing.T) {
 		}
 	}
 }
+
+func TestKeyNamespaces(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                          "",
+		"billing":                   "billing",
+		" billing , payments,,":     "billing|payments",
+		"billing,billing,*,billing": "billing|*",
+	} {
+		if got := strings.Join(KeyNamespaces(in), "|"); got != want {
+			t.Errorf("KeyNamespaces(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

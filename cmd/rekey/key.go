@@ -286,11 +286,7 @@ func allowNamespaces(ctx context.Context, e *kms.Engine, key string, add []strin
 	var have []string
 	for _, t := range tags.Tags {
 		if t.TagKey == rekeyv1alpha1.KeyNamespacesTag {
-			for n := range strings.SplitSeq(t.TagValue, ",") {
-				if n = strings.TrimSpace(n); n != "" {
-					have = append(have, n)
-				}
-			}
+			have = rekeyv1alpha1.KeyNamespaces(t.TagValue)
 		}
 	}
 	for _, n := range add {

@@ -47,17 +47,6 @@ func checkNamespaces(names []string) error {
 	return nil
 }
 
-// namespacesOf reads a rekey.dev/namespaces tag value.
-func namespacesOf(value string) []string {
-	var out []string
-	for n := range strings.SplitSeq(value, ",") {
-		if n = strings.TrimSpace(n); n != "" && !slices.Contains(out, n) {
-			out = append(out, n)
-		}
-	}
-	return out
-}
-
 // disallowNamespaces takes namespaces out of a key's rekey.dev/namespaces
 // tag (removing the tag when none is left). A namespace that was not there
 // is said, not an error: the key does not allow it either way.
@@ -66,7 +55,7 @@ func disallowNamespaces(ctx context.Context, e *kms.Engine, key string, remove [
 	if err != nil {
 		return err
 	}
-	have := namespacesOf(value)
+	have := rekeyv1alpha1.KeyNamespaces(value)
 	for _, n := range remove {
 		if !slices.Contains(have, n) {
 			fmt.Fprintf(stdout, "%s did not allow namespace %s\n", key, n)
@@ -137,7 +126,7 @@ func showKey(ctx context.Context, e *kms.Engine, key string, stdout io.Writer) e
 	for _, t := range tags.Tags {
 		switch {
 		case t.TagKey == rekeyv1alpha1.KeyNamespacesTag:
-			rotating = strings.Join(namespacesOf(t.TagValue), ", ")
+			rotating = strings.Join(rekeyv1alpha1.KeyNamespaces(t.TagValue), ", ")
 		case keypolicy.IsPolicyTag(t.TagKey):
 			grants[t.TagKey] = t.TagValue
 		default:
