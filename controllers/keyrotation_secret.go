@@ -287,6 +287,10 @@ func (rn *run) plan(ctx context.Context, s *corev1.Secret) (secretResult, *corev
 			changed[k] = out.blob
 		}
 	}
+	manager := "" // the GitOps tool that applies s, when that keeps it unwritten
+	if rn.kr.Spec.GitOps != rekeyv1alpha1.GitOpsRotate {
+		manager = gitOpsManager(s)
+	}
 	switch rotated := int64(len(changed)); {
 	case rotated == 0 && current && vouched:
 		return resumed, nil // done by this run before a restart
@@ -295,9 +299,9 @@ func (rn *run) plan(ctx context.Context, s *corev1.Secret) (secretResult, *corev
 		return res, nil
 	case s.Immutable != nil && *s.Immutable:
 		return failedSecret(s, "", ReasonImmutableSecret, "the Secret is immutable: its values cannot be rewritten; recreate it to rotate it"), nil
-	case rn.kr.Spec.GitOps != rekeyv1alpha1.GitOpsRotate && gitOpsManager(s) != "":
+	case manager != "":
 		return failedSecret(s, "", ReasonManagedByGitOps, fmt.Sprintf("the Secret is applied from Git by %s: a write here would be undone by the next sync; "+
-			"re-encrypt its manifest in Git with `rekey manifests reencrypt`, or set spec.gitOps: Rotate", gitOpsManager(s))), nil
+			"re-encrypt its manifest in Git with `rekey manifests reencrypt`, or set spec.gitOps: Rotate", manager)), nil
 	case rn.kr.Spec.DryRun:
 		res.kind, res.blobs.WouldRotate, res.blobs.Skipped = resultWouldRotate, rotated, n-rotated
 		return res, nil
