@@ -126,6 +126,7 @@ func TestKeyRotationValidation(t *testing.T) {
 			}
 		}, "exactly one of provider.embedded or provider.aws must be set"},
 		{"concurrency too high", func(kr *rekeyv1alpha1.KeyRotation) { kr.Spec.MaxConcurrency = 1000 }, "maxConcurrency"},
+		{"gitOps neither Report nor Rotate", func(kr *rekeyv1alpha1.KeyRotation) { kr.Spec.GitOps = "Always" }, "gitOps"},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
