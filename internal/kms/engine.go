@@ -311,18 +311,18 @@ func (e *Engine) resolve(v *view, id string) (*rkey, error) {
 	}
 	name := id
 	if strings.HasPrefix(id, "arn:") {
-		parts := strings.SplitN(id, ":", 6)
-		if len(parts) != 6 || parts[1] != "aws" || parts[2] != "kms" {
+		a, ok := SplitARN(id)
+		if !ok || a.Partition != "aws" || a.Service != "kms" {
 			return nil, newError(CodeNotFound, "%q is not a KMS key or alias ARN", id)
 		}
-		if parts[3] != e.region || parts[4] != e.account {
+		if a.Region != e.region || a.Account != e.account {
 			return nil, newError(CodeNotFound, "key %q is in another region or account", id)
 		}
 		switch {
-		case strings.HasPrefix(parts[5], "key/"):
-			name = strings.TrimPrefix(parts[5], "key/")
-		case strings.HasPrefix(parts[5], "alias/"):
-			name = parts[5]
+		case strings.HasPrefix(a.Resource, "key/"):
+			name = strings.TrimPrefix(a.Resource, "key/")
+		case strings.HasPrefix(a.Resource, "alias/"):
+			name = a.Resource
 		default:
 			return nil, newError(CodeNotFound, "%q is not a KMS key or alias ARN", id)
 		}
