@@ -144,9 +144,10 @@ bench-engine: ## Engine micro-benchmarks: ReEncrypt beside raw AES-256-GCM, and 
 
 FUZZTIME ?= 20s
 .PHONY: fuzz
-fuzz: ## Run the blob parser and context canonicaliser fuzzers for FUZZTIME each.
+fuzz: ## Run the blob parser, context canonicaliser and endpoint request decoder fuzzers for FUZZTIME each.
 	go test ./internal/kms/ -run '^$$' -fuzz '^FuzzParseBlob$$' -fuzztime $(FUZZTIME)
 	go test ./internal/kms/ -run '^$$' -fuzz '^FuzzCanonicalContext$$' -fuzztime $(FUZZTIME)
+	go test ./internal/kms/awsapi/ -run '^$$' -fuzz '^FuzzFastDecode$$' -fuzztime $(FUZZTIME)
 
 ##@ Development
 

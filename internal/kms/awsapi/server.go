@@ -134,7 +134,7 @@ func op[In, Out any](name string, f func(context.Context, *In) (*Out, error), re
 		call: func(ctx context.Context, s *Server, g *grant, body []byte, keys []string) (any, []string, error) {
 			in := new(In)
 			if len(body) > 0 {
-				if err := decodeStrict(body, in); err != nil {
+				if err := decodeRequest(body, in); err != nil {
 					return nil, keys, &kms.Error{Code: kms.CodeSerialization, Message: "the request body is not valid JSON for this operation: " + serializationReason(err)}
 				}
 			}
@@ -418,6 +418,17 @@ func (s *Server) hostAllowed(r *http.Request) bool {
 
 // writeResult writes a successful response.
 func (s *Server) writeResult(w http.ResponseWriter, out any) error {
+	bp := outPool.Get().(*[]byte)
+	b, ok := encodeResponse((*bp)[:0], out)
+	if ok {
+		w.Header().Set("Content-Type", contentType)
+		_, _ = w.Write(b)
+	}
+	*bp = b[:0]
+	outPool.Put(bp)
+	if ok {
+		return nil
+	}
 	st := json.BorrowStream(nil)
 	defer json.ReturnStream(st)
 	st.WriteVal(out)
@@ -432,6 +443,9 @@ func (s *Server) writeResult(w http.ResponseWriter, out any) error {
 // bodyPool recycles request body buffers: reading bodies by growing a fresh
 // slice was the largest allocation per request.
 var bodyPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// outPool recycles response buffers for encodeResponse.
+var outPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
 // readBody reads the request body into buf, at most MaxBody bytes. The
 // buffer grows with what arrives, never with what Content-Length announces.
