@@ -160,11 +160,11 @@ func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys
 // ARN in form.
 func validKeyRef(s string) bool {
 	if strings.HasPrefix(s, "arn:") {
-		parts := strings.SplitN(s, ":", 6)
-		if len(parts) != 6 || parts[1] != "aws" || parts[2] != "kms" || parts[3] == "" || parts[4] == "" {
+		a, ok := kms.SplitARN(s)
+		if !ok || a.Partition != "aws" || a.Service != "kms" || a.Region == "" || a.Account == "" {
 			return false
 		}
-		s = parts[5]
+		s = a.Resource
 		if id, ok := strings.CutPrefix(s, "key/"); ok {
 			return isKeyID(id)
 		}
@@ -411,8 +411,11 @@ type checker struct {
 	s        *Server
 	g        *grant
 	resolved bool
-	arns     [4]string
-	aliases  []string // the keys the grant's aliases name now
+	// The keys the grant's aliases name now: the first len(arns) in arns
+	// (no allocation on a request's path), any more in more.
+	n    int
+	arns [4]string
+	more []string
 }
 
 // allows reports whether the grant may use the key with this ARN.
@@ -425,14 +428,18 @@ func (c *checker) allows(arn string) bool {
 	}
 	if !c.resolved {
 		c.resolved = true
-		c.aliases = c.arns[:0]
 		for _, alias := range c.g.aliases {
-			if arn, _, err := c.s.engine.KeyTag(alias, ""); err == nil {
-				c.aliases = append(c.aliases, arn)
+			if a, _, err := c.s.engine.KeyTag(alias, ""); err == nil {
+				if c.n < len(c.arns) {
+					c.arns[c.n] = a
+					c.n++
+				} else {
+					c.more = append(c.more, a)
+				}
 			}
 		}
 	}
-	return slices.Contains(c.aliases, arn)
+	return slices.Contains(c.arns[:c.n], arn) || slices.Contains(c.more, arn)
 }
 
 // arnOr is the key ARN a reference names when the reference alone says so,

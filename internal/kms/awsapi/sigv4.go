@@ -137,19 +137,23 @@ func sigError(code kms.ErrorCode, format string, args ...any) *kms.Error {
 	return &kms.Error{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
-// authorization is a parsed Authorization header.
+// authorization is a parsed Authorization header. It holds up to
+// len(headerBuf) signed header names without allocating (the AWS SDKs
+// sign six to eight).
 type authorization struct {
 	akid, date, region, service string
 	signedHeaders               []string
 	signedHeaderList            string
-	signature                   []byte
+	signature                   [sha256.Size]byte
+	headerBuf                   [16]string
 }
 
-func parseAuthorization(h string) (authorization, error) {
-	var a authorization
+// parseAuthorization parses h into *a (the caller's, so that the signed
+// header names can live in a.headerBuf).
+func parseAuthorization(h string, a *authorization) error {
 	rest, ok := strings.CutPrefix(h, sigAlgorithm+" ")
 	if !ok {
-		return a, sigError(kms.CodeIncompleteSignature, "Authorization must use %s", sigAlgorithm)
+		return sigError(kms.CodeIncompleteSignature, "Authorization must use %s", sigAlgorithm)
 	}
 	var cred, signed, sig string
 	for part := range strings.SplitSeq(rest, ",") {
@@ -164,28 +168,35 @@ func parseAuthorization(h string) (authorization, error) {
 		}
 	}
 	if cred == "" || signed == "" || sig == "" {
-		return a, sigError(kms.CodeIncompleteSignature, "Authorization must hold Credential, SignedHeaders and Signature")
+		return sigError(kms.CodeIncompleteSignature, "Authorization must hold Credential, SignedHeaders and Signature")
 	}
-	scope := strings.Split(cred, "/")
-	if len(scope) != 5 || scope[4] != "aws4_request" {
-		return a, sigError(kms.CodeIncompleteSignature, "Credential scope must be ACCESS_KEY/DATE/REGION/SERVICE/aws4_request")
-	}
-	a.akid, a.date, a.region, a.service = scope[0], scope[1], scope[2], scope[3]
-	if !validRegion(a.region) {
-		return a, sigError(kms.CodeIncompleteSignature, "the credential scope's region must be 1 to %d of a-z, 0-9 and -", maxRegionLen)
-	}
-	a.signedHeaderList = signed
-	a.signedHeaders = strings.Split(signed, ";")
-	for i, name := range a.signedHeaders {
-		if name == "" || (i > 0 && name <= a.signedHeaders[i-1]) || strings.ToLower(name) != name {
-			return a, sigError(kms.CodeIncompleteSignature, "SignedHeaders must be lower-case names, sorted, each once")
+	ok = true
+	for _, p := range []*string{&a.akid, &a.date, &a.region, &a.service} {
+		if ok {
+			*p, cred, ok = strings.Cut(cred, "/")
 		}
 	}
-	var err error
-	if a.signature, err = hex.DecodeString(sig); err != nil || len(a.signature) != sha256.Size {
-		return a, sigError(kms.CodeIncompleteSignature, "Signature must be 64 hex digits")
+	if !ok || cred != "aws4_request" {
+		return sigError(kms.CodeIncompleteSignature, "Credential scope must be ACCESS_KEY/DATE/REGION/SERVICE/aws4_request")
 	}
-	return a, nil
+	if !validRegion(a.region) {
+		return sigError(kms.CodeIncompleteSignature, "the credential scope's region must be 1 to %d of a-z, 0-9 and -", maxRegionLen)
+	}
+	a.signedHeaderList = signed
+	a.signedHeaders = a.headerBuf[:0]
+	for name := range strings.SplitSeq(signed, ";") {
+		if name == "" || (len(a.signedHeaders) > 0 && name <= a.signedHeaders[len(a.signedHeaders)-1]) || strings.ToLower(name) != name {
+			return sigError(kms.CodeIncompleteSignature, "SignedHeaders must be lower-case names, sorted, each once")
+		}
+		a.signedHeaders = append(a.signedHeaders, name)
+	}
+	if len(sig) != hex.EncodedLen(sha256.Size) {
+		return sigError(kms.CodeIncompleteSignature, "Signature must be 64 hex digits")
+	}
+	if _, err := hex.Decode(a.signature[:], []byte(sig)); err != nil {
+		return sigError(kms.CodeIncompleteSignature, "Signature must be 64 hex digits")
+	}
+	return nil
 }
 
 // validRegion reports whether a credential scope's region is short and of
@@ -228,8 +239,8 @@ func (v *verifier) verifySession(r *http.Request, body []byte, sess *podidentity
 	if h == "" {
 		return "", false, sigError(kms.CodeMissingAuthToken, "the request is not signed (AWS Signature Version 4 is required)")
 	}
-	a, err := parseAuthorization(h)
-	if err != nil {
+	var a authorization
+	if err := parseAuthorization(h, &a); err != nil {
 		return "", false, err
 	}
 	secret, isSession, err := v.secretFor(r, a.akid, sess)
@@ -312,7 +323,7 @@ func (v *verifier) verifySession(r *http.Request, body []byte, sess *podidentity
 	mac := key.mac()
 	defer key.macs.Put(mac)
 	_, _ = mac.Write(b)
-	if !hmac.Equal(mac.Sum(hs.sum[:0]), a.signature) {
+	if !hmac.Equal(mac.Sum(hs.sum[:0]), a.signature[:]) {
 		return "", false, sigError(kms.CodeInvalidSignature, "the request signature we calculated does not match the signature you provided")
 	}
 	if !cached {
