@@ -17,86 +17,204 @@ limitations under the License.
 package main
 
 import (
-	"flag"
+	"errors"
 	"fmt"
+	"strconv"
 	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
-// parseInterspersed parses flags wherever they stand among the positional
-// arguments (the standard flag package stops at the first positional) and
-// returns the positionals in order; everything after "--" is positional. A
-// flag that takes a value but is followed by another of the command's
-// flags, or by "--", is a usage error: its value is missing, and taking the
-// next flag as the value would act on something the user did not say.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	if err := checkFlagValues(fs, args); err != nil {
-		return nil, err
+// errUsage marks an error whose message is a usage problem; the exit code is 2.
+var errUsage = errors.New("usage")
+
+// usageErrorf is a usage error with the message given.
+func usageErrorf(format string, a ...any) error {
+	return fmt.Errorf("%w: %s", errUsage, fmt.Sprintf(format, a...))
+}
+
+// asUsage marks err as a usage error (unless it is one already).
+func asUsage(err error) error {
+	if err == nil || errors.Is(err, errUsage) {
+		return err
 	}
-	var pos []string
-	for {
-		if err := parseFlags(fs, args); err != nil {
-			return nil, err
+	return fmt.Errorf("%w: %w", errUsage, err)
+}
+
+// The positional-argument checks of the commands. Their errors count the
+// arguments and never echo them: a stray word may be a flag's value (a
+// secret) that lost its flag.
+
+// noArgs refuses any argument besides flags.
+func noArgs(_ *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usageErrorf("takes no arguments besides flags, got %d", len(args))
+	}
+	return nil
+}
+
+// exactArgs wants n arguments.
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(_ *cobra.Command, args []string) error {
+		if len(args) != n {
+			return usageErrorf("takes %s, got %d", arguments(n), len(args))
 		}
-		rest := fs.Args()
-		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
-			return append(pos, rest...), nil
-		}
-		if len(rest) == 0 {
-			return pos, nil
-		}
-		pos = append(pos, rest[0])
-		args = rest[1:]
+		return nil
 	}
 }
 
-// checkFlagValues refuses "--flag --other" and "--flag --" for a flag that
-// takes a value. The value itself is never echoed: it may be a secret.
-func checkFlagValues(fs *flag.FlagSet, args []string) error {
+// minArgs wants at least n arguments.
+func minArgs(n int) cobra.PositionalArgs {
+	return func(_ *cobra.Command, args []string) error {
+		if len(args) < n {
+			return usageErrorf("takes at least %s, got %d", arguments(n), len(args))
+		}
+		return nil
+	}
+}
+
+// maxArgs wants at most n arguments.
+func maxArgs(n int) cobra.PositionalArgs {
+	return func(_ *cobra.Command, args []string) error {
+		if len(args) > n {
+			return usageErrorf("takes at most %s, got %d", arguments(n), len(args))
+		}
+		return nil
+	}
+}
+
+func arguments(n int) string {
+	if n == 1 {
+		return "1 argument"
+	}
+	return strconv.Itoa(n) + " arguments"
+}
+
+// checkRawArgs looks at the arguments of the command cobra found, as they
+// were given, before pflag parses them; fs holds the command's flags.
+// Everything after "--" is positional.
+//
+//   - A flag that takes a value but is followed by another of the
+//     command's flags, or by "--", is a usage error: its value is missing,
+//     and pflag would take the next flag as the value, acting on something
+//     the user did not say (--key --from-literal ..., -n -A).
+//   - A long flag written with one dash (-keystore) is a usage error:
+//     pflag would read it as shorthand flags, and -namespace as -n with
+//     the value "amespace".
+//
+// Values are never echoed: they may be secrets.
+func checkRawArgs(fs *pflag.FlagSet, args []string) error {
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		if a == "--" {
 			return nil
 		}
-		name, ok := flagName(a)
-		if !ok || strings.Contains(name, "=") {
-			continue
+		if len(a) < 2 || a[0] != '-' {
+			continue // a positional, or - (stdin)
 		}
-		f := fs.Lookup(name)
-		if f == nil || isBoolFlag(f) || i+1 == len(args) {
-			continue // unknown, a switch, or at the end: fs.Parse says so
+		var f *pflag.Flag
+		var shown string
+		if a[1] == '-' {
+			name, _, inline := strings.Cut(a[2:], "=")
+			if f = fs.Lookup(name); f == nil || inline || f.NoOptDefVal != "" {
+				continue // unknown (pflag says so), its value given, or a switch
+			}
+			shown = "--" + name
+		} else {
+			if name, _, _ := strings.Cut(a[1:], "="); len(name) > 1 && fs.Lookup(name) != nil {
+				return usageErrorf("-%s: long flags take two dashes: --%s", name, name)
+			}
+			if f = shorthandTakingNext(fs, a[1:]); f == nil {
+				continue
+			}
+			shown = "-" + f.Shorthand
 		}
-		next := args[i+1]
-		if nn, isFlag := flagName(next); next == "--" || (isFlag && (fs.Lookup(strings.SplitN(nn, "=", 2)[0]) != nil || nn == "h" || nn == "help")) {
-			return fmt.Errorf("%w: flag --%s needs a value (it is followed by %s)", errUsage, name, strings.SplitN(next, "=", 2)[0])
+		if i+1 == len(args) {
+			continue // pflag says the value is missing
+		}
+		if next := args[i+1]; next == "--" || isFlagOf(fs, next) {
+			return usageErrorf("flag %s needs a value (it is followed by %s)", shown, flagPart(fs, next))
 		}
 		i++ // the value
 	}
 	return nil
 }
 
-// flagName is the name in "-name", "--name" or "--name=value".
-func flagName(a string) (string, bool) {
-	if len(a) < 2 || a[0] != '-' || a == "--" {
-		return "", false
-	}
-	return strings.TrimPrefix(a[1:], "-"), true
-}
-
-func isBoolFlag(f *flag.Flag) bool {
-	b, ok := f.Value.(interface{ IsBoolFlag() bool })
-	return ok && b.IsBoolFlag()
-}
-
-// parseNoArgs parses a command that takes flags only: flags anywhere, and
-// any other argument is a usage error (a stray word would otherwise stop
-// flag parsing, and the flags after it would be ignored).
-func parseNoArgs(fs *flag.FlagSet, args []string) error {
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) > 0 {
-		return fmt.Errorf("%w: %s takes no arguments besides flags, got %q", errUsage, fs.Name(), pos)
+// shorthandTakingNext returns the flag of a cluster of shorthands (-A,
+// -An, -nNS) that takes the next argument as its value: the last one, when
+// it takes a value. nil when none does or the cluster holds an unknown
+// shorthand (pflag reports it).
+func shorthandTakingNext(fs *pflag.FlagSet, cluster string) *pflag.Flag {
+	for ; cluster != ""; cluster = cluster[1:] {
+		f := fs.ShorthandLookup(cluster[:1])
+		switch {
+		case f == nil:
+			return nil
+		case f.NoOptDefVal == "" && len(cluster) == 1:
+			return f
+		case f.NoOptDefVal == "":
+			return nil // the rest of the cluster is its value
+		}
 	}
 	return nil
+}
+
+// isFlagOf reports whether a names one of the flags in fs.
+func isFlagOf(fs *pflag.FlagSet, a string) bool {
+	if len(a) < 2 || a[0] != '-' {
+		return false
+	}
+	if a[1] == '-' {
+		name, _, _ := strings.Cut(a[2:], "=")
+		return fs.Lookup(name) != nil
+	}
+	name, _, _ := strings.Cut(a[1:], "=")
+	return fs.Lookup(name) != nil || fs.ShorthandLookup(a[1:2]) != nil
+}
+
+// flagPart is the flag a names, without a value: --name of --name=value,
+// -name of -name=value, -x of a cluster -xVALUE.
+func flagPart(fs *pflag.FlagSet, a string) string {
+	name, _, _ := strings.Cut(a, "=")
+	if strings.HasPrefix(a, "--") || fs.Lookup(name[1:]) != nil {
+		return name
+	}
+	return a[:2]
+}
+
+// flagError turns pflag's parse errors into usage errors that never echo a
+// flag's value (pflag's "invalid argument" does), nor a cluster of
+// shorthands that may be a misplaced value.
+func flagError(_ *cobra.Command, err error) error {
+	var invalid *pflag.InvalidValueError
+	var unknown *pflag.NotExistError
+	switch {
+	case errors.As(err, &invalid):
+		f := invalid.GetFlag()
+		if want := typeName(f.Value.Type()); want != "" {
+			return usageErrorf("invalid value for --%s: want %s", f.Name, want)
+		}
+		// rekey's own flag types say what is wrong without the value.
+		return usageErrorf("invalid value for --%s: %v", f.Name, invalid.Unwrap())
+	case errors.As(err, &unknown) && unknown.GetSpecifiedShortnames() != "":
+		return usageErrorf("unknown shorthand flag -%s", unknown.GetSpecifiedName())
+	}
+	return asUsage(err)
+}
+
+// typeName says what a value of one of pflag's (or Go's) types looks
+// like; "" for other types.
+func typeName(t string) string {
+	switch t {
+	case "bool":
+		return "true or false"
+	case "duration":
+		return "a duration such as 30s, 5m or 1h"
+	case "float32", "float64":
+		return "a number"
+	case "int", "int8", "int16", "int32", "int64", "uint", "uint8", "uint16", "uint32", "uint64":
+		return "an integer"
+	}
+	return ""
 }

@@ -18,20 +18,49 @@ package main
 
 import (
 	"errors"
-	"flag"
-	"io"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/spf13/cobra"
 )
 
-func TestParseInterspersed(t *testing.T) {
+// testCmd is a command with a value flag (--key, -k), a switch (--on, -o),
+// a shorthand value flag (--namespace, -n) and a switch -A, that records
+// what it was given.
+func testCmd() (*cobra.Command, *struct {
+	key, namespace string
+	on, all        bool
+	pos            []string
+}) {
+	got := &struct {
+		key, namespace string
+		on, all        bool
+		pos            []string
+	}{}
+	cmd := &cobra.Command{Use: "t", RunE: func(_ *cobra.Command, args []string) error {
+		got.pos = args
+		return nil
+	}, SilenceErrors: true, SilenceUsage: true}
+	cmd.Flags().StringVarP(&got.key, "key", "k", "", "")
+	cmd.Flags().BoolVarP(&got.on, "on", "o", false, "")
+	cmd.Flags().StringVarP(&got.namespace, "namespace", "n", "", "")
+	cmd.Flags().BoolVarP(&got.all, "all", "A", false, "")
+	cmd.SetFlagErrorFunc(flagError)
+	return cmd, got
+}
+
+// Flags anywhere among the positionals (pflag), with checkRawArgs before
+// the parse: a flag whose value is missing, and a long flag with one dash,
+// are usage errors that never echo a value.
+func TestFlagsAndCheckRawArgs(t *testing.T) {
 	cases := []struct {
-		args []string
-		pos  []string
-		key  string
-		on   bool
-		err  string
+		args    []string
+		pos     []string
+		key, ns string
+		on, all bool
+		err     string
+		noEcho  string
 	}{
 		{args: []string{"a", "--key", "k", "b"}, pos: []string{"a", "b"}, key: "k"},
 		{args: []string{"--key=k", "a", "--on"}, pos: []string{"a"}, key: "k", on: true},
@@ -39,29 +68,51 @@ func TestParseInterspersed(t *testing.T) {
 		{args: []string{"--on=false", "a"}, pos: []string{"a"}},
 		{args: []string{"a", "--", "--key", "-x"}, pos: []string{"a", "--key", "-x"}},
 		{args: []string{"--key", "-", "a"}, pos: []string{"a"}, key: "-"},
+		{args: []string{"-n", "ns", "a", "-A"}, pos: []string{"a"}, ns: "ns", all: true},
+		{args: []string{"-nns", "-An", "other"}, ns: "other", all: true},
+		{args: []string{"-n=ns", "-oA"}, ns: "ns", on: true, all: true},
 		// Only the command's own flags count as a missing value.
 		{args: []string{"--key", "-x", "a"}, pos: []string{"a"}, key: "-x"},
+		{args: []string{"--key", "-1"}, key: "-1"},
 		{args: []string{"a", "--key", "--on"}, err: "flag --key needs a value (it is followed by --on)"},
 		{args: []string{"a", "--key", "--on=true"}, err: "flag --key needs a value (it is followed by --on)"},
-		{args: []string{"a", "-key", "-h"}, err: "flag --key needs a value (it is followed by -h)"},
-		{args: []string{"a", "--key", "--"}, err: "flag --key needs a value"},
-		{args: []string{"a", "--key"}, err: "flag needs an argument"},
-		{args: []string{"--frob", "a"}, err: "not defined: -frob"},
+		{args: []string{"a", "--key", "-h"}, err: "flag --key needs a value (it is followed by -h)"},
+		{args: []string{"a", "--key", "--help"}, err: "flag --key needs a value (it is followed by --help)"},
+		{args: []string{"a", "--key", "-Asecret"}, err: "flag --key needs a value (it is followed by -A)", noEcho: "secret"},
+		{args: []string{"a", "--key", "--"}, err: "flag --key needs a value (it is followed by --)"},
+		{args: []string{"a", "--key", "-namespace=secret"}, err: "flag --key needs a value (it is followed by -namespace)", noEcho: "secret"},
+		{args: []string{"rerun", "-n", "-A"}, err: "flag -n needs a value (it is followed by -A)"},
+		{args: []string{"-An", "--key"}, err: "flag -n needs a value (it is followed by --key)"},
+		{args: []string{"a", "--key"}, err: "flag needs an argument: --key"},
+		{args: []string{"--frob", "a"}, err: "unknown flag: --frob"},
+		{args: []string{"-x", "a"}, err: "unknown shorthand flag -x"},
+		{args: []string{"-xsecret"}, err: "unknown shorthand flag -x", noEcho: "secret"},
+		// A long flag with one dash would be read as shorthands: -n amespace.
+		{args: []string{"-namespace", "ns"}, err: "-namespace: long flags take two dashes: --namespace"},
+		{args: []string{"-key=secret"}, err: "-key: long flags take two dashes: --key", noEcho: "secret"},
+		{args: []string{"-help"}, err: "-help: long flags take two dashes: --help"},
+		{args: []string{"--on=maybe"}, err: "invalid value for --on: want true or false", noEcho: "maybe"},
 	}
 	for _, tc := range cases {
-		fs := flag.NewFlagSet("t", flag.ContinueOnError)
-		fs.SetOutput(io.Discard)
-		key := fs.String("key", "", "")
-		on := fs.Bool("on", false, "")
-		pos, err := parseInterspersed(fs, tc.args)
+		cmd, got := testCmd()
+		cmd.InitDefaultHelpFlag()
+		err := checkRawArgs(cmd.Flags(), tc.args)
+		if err == nil {
+			cmd.SetArgs(tc.args)
+			err = cmd.Execute()
+		}
 		if tc.err != "" {
 			if err == nil || !errors.Is(err, errUsage) || !strings.Contains(err.Error(), tc.err) {
 				t.Errorf("%q: error %v, want a usage error with %q", tc.args, err, tc.err)
 			}
+			if tc.noEcho != "" && err != nil && strings.Contains(err.Error(), tc.noEcho) {
+				t.Errorf("%q: the error echoes a value: %v", tc.args, err)
+			}
 			continue
 		}
-		if err != nil || !slices.Equal(pos, tc.pos) || *key != tc.key || *on != tc.on {
-			t.Errorf("%q: positionals %q key %q on %v, error %v; want %q %q %v", tc.args, pos, *key, *on, err, tc.pos, tc.key, tc.on)
+		if err != nil || !slices.Equal(got.pos, tc.pos) || got.key != tc.key || got.namespace != tc.ns || got.on != tc.on || got.all != tc.all {
+			t.Errorf("%q: positionals %q key %q namespace %q on %v all %v, error %v; want %q %q %q %v %v",
+				tc.args, got.pos, got.key, got.namespace, got.on, got.all, err, tc.pos, tc.key, tc.ns, tc.on, tc.all)
 		}
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -80,6 +81,14 @@ func (c *cli) run(stdin string, cmd ...string) (string, string, int) {
 	var out, errOut bytes.Buffer
 	code := run(context.Background(), argv, strings.NewReader(stdin), &out, &errOut)
 	return out.String(), errOut.String(), code
+}
+
+// runController runs "rekey controller args..." in-process, as run does,
+// and returns its error instead of printing it; the manager logs to
+// stderr.
+func runController(ctx context.Context, args []string, stderr io.Writer) error {
+	_, err := execute(ctx, append([]string{"controller"}, args...), streams{in: strings.NewReader(""), out: io.Discard, err: stderr})
+	return err
 }
 
 func (c *cli) ok(stdin string, cmd ...string) string {

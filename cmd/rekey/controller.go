@@ -26,6 +26,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -84,7 +86,7 @@ type controllerOptions struct {
 	zap                  zap.Options
 }
 
-func (o *controllerOptions) bind(fs *flag.FlagSet) {
+func (o *controllerOptions) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8443", "address of the Prometheus /metrics endpoint; 0 disables it")
 	fs.BoolVar(&o.metricsSecure, "metrics-secure", true,
 		"serve /metrics over HTTPS to callers the apiserver authenticates (TokenReview) and authorises (SubjectAccessReview: get on /metrics); false serves plain HTTP with neither, on a loopback address only")
@@ -111,7 +113,11 @@ func (o *controllerOptions) bind(fs *flag.FlagSet) {
 		"comma-separated endpoint URLs (https://host[:port]) a KeyRotation's spec.provider.aws.endpoint may name; none by default")
 	fs.Float64Var(&o.awsRequestsPerSecond, "aws-requests-per-second", 100,
 		"client-side limit of AWS KMS calls per second, per KeyRotation (KMS quotas are per account and Region)")
-	o.zap.BindFlags(fs)
+	// controller-runtime's logging flags (--zap-log-level, --zap-devel, ...)
+	// are Go flags.
+	zapFlags := flag.NewFlagSet("zap", flag.ContinueOnError)
+	o.zap.BindFlags(zapFlags)
+	fs.AddGoFlagSet(zapFlags)
 }
 
 func newScheme() *runtime.Scheme {
@@ -121,13 +127,28 @@ func newScheme() *runtime.Scheme {
 	return s
 }
 
-func runController(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer) error {
+func newControllerCmd(s streams) *cobra.Command {
 	var o controllerOptions
-	fs := newFlagSet("controller", stderr)
-	o.bind(fs)
-	if err := parseNoArgs(fs, args); err != nil {
-		return err
+	cmd := &cobra.Command{
+		Use:   "controller",
+		Short: "run the KeyRotation controller manager",
+		Long: `Runs the KeyRotation controller manager, with the embedded engine over the
+keystore --keystore names. It reads the cluster through the kubeconfig
+(KUBECONFIG, ~/.kube/config) or the in-cluster config; the Deployment of
+config/manager and of the Helm chart runs it. docs/operations.md,
+"Manager flags", says more about each flag.`,
+		Args:              noArgs,
+		ValidArgsFunction: cobra.NoFileCompletions,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return o.run(cmd.Context(), s.err)
+		},
 	}
+	o.bind(cmd.Flags())
+	return cmd
+}
+
+// run runs the manager until ctx ends; it logs to stderr.
+func (o *controllerOptions) run(ctx context.Context, stderr io.Writer) error {
 	if o.listBudget < secretpage.MinBudget {
 		return fmt.Errorf("%w: --list-budget-bytes %d is below %d: a page of one Secret must fit", errUsage, o.listBudget, secretpage.MinBudget)
 	}

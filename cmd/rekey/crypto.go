@@ -17,13 +17,13 @@ limitations under the License.
 package main
 
 import (
-	"context"
 	"encoding/base64"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/spf13/cobra"
 
 	"github.com/rekey-dev/rekey/internal/kms"
 )
@@ -65,120 +65,136 @@ func writeBlob(w io.Writer, blob []byte) error {
 	return err
 }
 
-// engineCommand returns the flag set of a command that opens the engine,
-// with the engine's flags bound and a usage line.
-func engineCommand(name, usage string, stderr io.Writer) (*flag.FlagSet, *engineFlags) {
-	ef := &engineFlags{}
-	fs := newFlagSet(name, stderr)
-	ef.bind(fs)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: "+usage)
-		fs.PrintDefaults()
-	}
-	return fs, ef
-}
+const (
+	encryptExample = `  printf hunter2 | rekey encrypt --key alias/billing --context app=billing > blob.b64
+  rekey encrypt --key alias/billing --kms-endpoint "$KMS_ENDPOINT" < value > blob.b64`
+	decryptExample   = `  rekey decrypt --context app=billing < blob.b64`
+	reencryptExample = `  rekey reencrypt --source-key alias/old --destination-key alias/new \
+      --context app=billing --destination-context app=billing < blob.b64 > new.b64`
+	keyServiceLong = `The key service is the embedded engine over a keystore (--keystore,
+--root-key-file), or a KMS endpoint through the AWS SDK's default
+configuration (--aws, --kms-endpoint URL).`
+)
 
-// keyServiceCommand is engineCommand for a command that also works through
-// a KMS endpoint (--aws, --kms-endpoint).
-func keyServiceCommand(name, usage string, stderr io.Writer) (*flag.FlagSet, *keyServiceFlags) {
-	ks := &keyServiceFlags{}
-	fs := newFlagSet(name, stderr)
-	ks.bind(fs)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: "+usage)
-		fs.PrintDefaults()
-	}
-	return fs, ks
-}
-
-func runEncrypt(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+func newEncryptCmd(s streams) *cobra.Command {
 	ec := contextFlag{}
-	fs, ks := keyServiceCommand("encrypt", "rekey encrypt --key ID [--context k=v]... [--keystore ... | --aws | --kms-endpoint URL] < plaintext > blob.b64", stderr)
-	key := fs.String("key", "", "key to encrypt under: key id, key ARN, alias name or alias ARN (required)")
-	fs.Var(ec, "context", "encryption context pair KEY=VALUE (repeatable)")
-	if err := parseNoArgs(fs, args); err != nil {
-		return err
+	var ks keyServiceFlags
+	var key string
+	cmd := &cobra.Command{
+		Use:               "encrypt --key KEY",
+		Short:             "encrypt stdin under a key; prints a base64 blob",
+		Long:              "Encrypts stdin under KEY (as KMS Encrypt: at most 4096 bytes) and prints the ciphertext blob, base64.\n\n" + keyServiceLong,
+		Example:           encryptExample,
+		Args:              noArgs,
+		ValidArgsFunction: cobra.NoFileCompletions,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if key == "" {
+				return fmt.Errorf("%w: --key is required", errUsage)
+			}
+			if err := ks.check(); err != nil {
+				return err
+			}
+			pt, err := readStdin(s.in)
+			if err != nil {
+				return err
+			}
+			defer clear(pt)
+			e, err := ks.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			out, err := e.Encrypt(cmd.Context(), &kms.EncryptInput{KeyID: key, Plaintext: pt, EncryptionContext: ec})
+			if err != nil {
+				return err
+			}
+			return writeBlob(s.out, out.CiphertextBlob)
+		},
 	}
-	if *key == "" {
-		return fmt.Errorf("%w: --key is required", errUsage)
-	}
-	if err := ks.check(); err != nil {
-		return err
-	}
-	pt, err := readStdin(stdin)
-	if err != nil {
-		return err
-	}
-	defer clear(pt)
-	e, err := ks.open(ctx)
-	if err != nil {
-		return err
-	}
-	out, err := e.Encrypt(ctx, &kms.EncryptInput{KeyID: *key, Plaintext: pt, EncryptionContext: ec})
-	if err != nil {
-		return err
-	}
-	return writeBlob(stdout, out.CiphertextBlob)
+	ks.bind(cmd.Flags(), s.err)
+	cmd.Flags().StringVar(&key, "key", "", "`KEY` to encrypt under: key id, key ARN, alias name or alias ARN (required)")
+	cmd.Flags().Var(ec, "context", "encryption context pair (repeatable)")
+	return cmd
 }
 
-func runDecrypt(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+func newDecryptCmd(s streams) *cobra.Command {
 	ec := contextFlag{}
-	fs, ks := keyServiceCommand("decrypt", "rekey decrypt [--key ID] [--context k=v]... [--keystore ... | --aws | --kms-endpoint URL] < blob.b64 > plaintext", stderr)
-	key := fs.String("key", "", "optional: the key the blob must be under")
-	fs.Var(ec, "context", "encryption context pair KEY=VALUE (repeatable)")
-	if err := parseNoArgs(fs, args); err != nil {
-		return err
+	var ks keyServiceFlags
+	var key string
+	cmd := &cobra.Command{
+		Use:               "decrypt",
+		Short:             "decrypt a base64 blob from stdin",
+		Long:              "Decrypts the base64 ciphertext blob on stdin and writes the plaintext to stdout.\n\n" + keyServiceLong,
+		Example:           decryptExample,
+		Args:              noArgs,
+		ValidArgsFunction: cobra.NoFileCompletions,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := ks.check(); err != nil {
+				return err
+			}
+			blob, err := readBlob(s.in)
+			if err != nil {
+				return err
+			}
+			e, err := ks.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			out, err := e.Decrypt(cmd.Context(), &kms.DecryptInput{CiphertextBlob: blob, KeyID: key, EncryptionContext: ec})
+			if err != nil {
+				return err
+			}
+			defer clear(out.Plaintext)
+			_, err = s.out.Write(out.Plaintext)
+			return err
+		},
 	}
-	if err := ks.check(); err != nil {
-		return err
-	}
-	blob, err := readBlob(stdin)
-	if err != nil {
-		return err
-	}
-	e, err := ks.open(ctx)
-	if err != nil {
-		return err
-	}
-	out, err := e.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: blob, KeyID: *key, EncryptionContext: ec})
-	if err != nil {
-		return err
-	}
-	defer clear(out.Plaintext)
-	_, err = stdout.Write(out.Plaintext)
-	return err
+	ks.bind(cmd.Flags(), s.err)
+	cmd.Flags().StringVar(&key, "key", "", "optional: the `KEY` the blob must be under")
+	cmd.Flags().Var(ec, "context", "encryption context pair (repeatable)")
+	return cmd
 }
 
-func runReEncrypt(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+func newReEncryptCmd(s streams) *cobra.Command {
 	srcCtx, dstCtx := contextFlag{}, contextFlag{}
-	fs, ef := engineCommand("reencrypt",
-		"rekey reencrypt --destination-key ID [--source-key ID] [--context k=v]... [--destination-context k=v]... < blob.b64 > new.b64", stderr)
-	dst := fs.String("destination-key", "", "key to re-encrypt under (required)")
-	src := fs.String("source-key", "", "optional: the key the blob must be under now (IncorrectKeyException otherwise)")
-	fs.Var(srcCtx, "context", "source encryption context pair KEY=VALUE (repeatable)")
-	fs.Var(dstCtx, "destination-context", "destination encryption context pair KEY=VALUE (repeatable; default: none)")
-	if err := parseNoArgs(fs, args); err != nil {
-		return err
+	var ef engineFlags
+	var src, dst string
+	cmd := &cobra.Command{
+		Use:   "reencrypt --destination-key KEY",
+		Short: "re-encrypt a base64 blob from stdin under another key or version",
+		Long: `Re-encrypts the base64 ciphertext blob on stdin under the destination key's
+current backing version, inside the embedded engine (the plaintext never
+leaves it), and prints the new blob.`,
+		Example:           reencryptExample,
+		Args:              noArgs,
+		ValidArgsFunction: cobra.NoFileCompletions,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if dst == "" {
+				return fmt.Errorf("%w: --destination-key is required", errUsage)
+			}
+			blob, err := readBlob(s.in)
+			if err != nil {
+				return err
+			}
+			e, err := ef.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			out, err := e.ReEncrypt(cmd.Context(), &kms.ReEncryptInput{
+				CiphertextBlob: blob, SourceKeyID: src, SourceEncryptionContext: srcCtx,
+				DestinationKeyID: dst, DestinationEncryptionContext: dstCtx,
+			})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(s.err, "re-encrypted from %s (material %s) to %s (material %s)\n",
+				out.SourceKeyID, out.SourceKeyMaterialID, out.KeyID, out.DestinationKeyMaterialID)
+			return writeBlob(s.out, out.CiphertextBlob)
+		},
 	}
-	if *dst == "" {
-		return fmt.Errorf("%w: --destination-key is required", errUsage)
-	}
-	blob, err := readBlob(stdin)
-	if err != nil {
-		return err
-	}
-	e, err := ef.open(ctx)
-	if err != nil {
-		return err
-	}
-	out, err := e.ReEncrypt(ctx, &kms.ReEncryptInput{
-		CiphertextBlob: blob, SourceKeyID: *src, SourceEncryptionContext: srcCtx,
-		DestinationKeyID: *dst, DestinationEncryptionContext: dstCtx,
-	})
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stderr, "re-encrypted from %s (material %s) to %s (material %s)\n",
-		out.SourceKeyID, out.SourceKeyMaterialID, out.KeyID, out.DestinationKeyMaterialID)
-	return writeBlob(stdout, out.CiphertextBlob)
+	ef.bind(cmd.Flags(), s.err)
+	cmd.Flags().StringVar(&dst, "destination-key", "", "`KEY` to re-encrypt under (required)")
+	cmd.Flags().StringVar(&src, "source-key", "", "optional: the `KEY` the blob must be under now (IncorrectKeyException otherwise)")
+	cmd.Flags().Var(srcCtx, "context", "source encryption context pair (repeatable)")
+	cmd.Flags().Var(dstCtx, "destination-context", "destination encryption context pair (repeatable; default: none)")
+	return cmd
 }

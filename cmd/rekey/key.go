@@ -25,118 +25,169 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/spf13/cobra"
+
 	rekeyv1alpha1 "github.com/rekey-dev/rekey/api/v1alpha1"
 	"github.com/rekey-dev/rekey/internal/keypolicy"
 	"github.com/rekey-dev/rekey/internal/kms"
 )
 
-const keyUsage = `usage: rekey key <subcommand> [flags]
+const keyLong = `Manage the keys of the embedded engine's keystore. KEY is a key id, key ARN,
+alias name or alias ARN. Every subcommand takes --keystore and
+--root-key-file (or REKEY_KEYSTORE and REKEY_ROOT_KEY_FILE).
 
-  create   [--description D] [--alias alias/NAME] [--allow-namespace NS]...
-                                                    create a key; prints its ARN
-  allow    KEY NAMESPACE...                         let KeyRotations in these namespaces use the key ("*": all)
-  disallow KEY NAMESPACE...                         take those namespaces out of the key's rekey.dev/namespaces
-  grant    KEY --operations OPS NS[/SA]...          let Pods of these namespaces (or only these ServiceAccounts)
-                                                    call OPS with the key through kms serve --pod-identity;
-                                                    OPS: decrypt, encrypt, generate-data-key (comma-separated)
-  revoke   KEY [--operations OPS] NS[/SA]...        take those entries out again (default: every operation);
-                                                    NS takes its NS/SA entries too, NS/SA is refused while
-                                                    NS is listed
-  show     KEY                                      the key as a person reads it: aliases, state, namespaces,
-                                                    grants, tags, backing-key versions
-  describe KEY                                      print the key's metadata and tags as JSON
-  list                                              list keys with state, aliases and workload policy
-  rotate   KEY                                      add a backing-key version (RotateKeyOnDemand)
-  rotations KEY                                     list the key's rotations
-  alias    alias/NAME KEY                           point an alias at a key (create or update)
-  disable  KEY                                      disable a key
-  enable   KEY                                      enable a key
+A key's rekey.dev/namespaces tag names the namespaces whose KeyRotations
+may use it (allow, disallow; "*": all); its rekey.dev/decrypt, -encrypt and
+-generate-data-key tags name the namespaces (or ServiceAccounts) whose Pods
+may call those operations through kms serve --pod-identity (grant, revoke).`
 
-KEY is a key id, key ARN, alias name or alias ARN. Every subcommand takes
---keystore and --root-key-file (or REKEY_KEYSTORE and REKEY_ROOT_KEY_FILE).`
+const keyExample = `  rekey key create --alias alias/billing --allow-namespace billing
+  rekey key rotate alias/billing
+  rekey key grant alias/billing --operations decrypt billing/app`
 
-func runKey(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
-	if len(args) == 0 || isHelp(args[0]) {
-		fmt.Fprintln(stderr, keyUsage)
-		if len(args) == 0 {
-			return fmt.Errorf("%w: a subcommand is required", errUsage)
+func newKeyCmd(s streams) *cobra.Command {
+	var create struct {
+		description, alias string
+		namespaces         listFlag
+	}
+	createCmd := keyCommand(s, "create", "create a key; prints its ARN", noArgs,
+		func(ctx context.Context, _ []string, open openEngine) error {
+			if err := checkNamespaces(create.namespaces); err != nil {
+				return err
+			}
+			e, err := open()
+			if err != nil {
+				return err
+			}
+			return createKey(ctx, e, create.description, create.alias, create.namespaces, s.out)
+		})
+	createCmd.Flags().StringVar(&create.description, "description", "", "key description")
+	createCmd.Flags().StringVar(&create.alias, "alias", "", "alias to create for the key, `alias/NAME`")
+	createCmd.Flags().Var(&create.namespaces, "allow-namespace", "namespace whose KeyRotations may use the key (repeatable; \"*\" for all)")
+
+	namespaces := func(use, short string, change func(ctx context.Context, e *kms.Engine, key string, namespaces []string, stdout io.Writer) error) *cobra.Command {
+		return keyCommand(s, use, short, minArgs(2), func(ctx context.Context, args []string, open openEngine) error {
+			if err := checkNamespaces(args[1:]); err != nil {
+				return err
+			}
+			e, err := open()
+			if err != nil {
+				return err
+			}
+			return change(ctx, e, args[0], args[1:], s.out)
+		})
+	}
+	policy := func(grant bool, use, short, long string) *cobra.Command {
+		var operations string
+		cmd := keyCommand(s, use, short, minArgs(2), func(ctx context.Context, args []string, open openEngine) error {
+			change, err := parsePolicyChange(grant, operations, args[1:])
+			if err != nil {
+				return err
+			}
+			e, err := open()
+			if err != nil {
+				return err
+			}
+			return changePolicy(ctx, e, args[0], change, s.out)
+		})
+		usage := "the operations, comma-separated: " + strings.Join(keypolicy.OperationNames, ", ")
+		if !grant {
+			usage += " (default: every operation)"
 		}
-		return nil
+		cmd.Flags().StringVar(&operations, "operations", "", usage)
+		cmd.Long = long
+		return cmd
 	}
-	sub, args := args[0], args[1:]
-	var ef engineFlags
-	fs := newFlagSet("key "+sub, stderr)
-	ef.bind(fs)
-	var description, alias *string
-	var namespaces listFlag
-	var operations string
-	if isPolicySub(sub) {
-		fs.StringVar(&operations, "operations", "", "comma-separated: "+strings.Join(keypolicy.OperationNames, ", ")+
-			" (revoke: default all)")
+	// oneKey is a subcommand that takes one KEY.
+	oneKey := func(use, short string, do func(ctx context.Context, e *kms.Engine, key string) error) *cobra.Command {
+		return keyCommand(s, use, short, exactArgs(1), func(ctx context.Context, args []string, open openEngine) error {
+			e, err := open()
+			if err != nil {
+				return err
+			}
+			return do(ctx, e, args[0])
+		})
 	}
-	if sub == subCreate {
-		description = fs.String("description", "", "key description")
-		alias = fs.String("alias", "", "alias to create for the key, alias/NAME")
-		fs.Var(&namespaces, "allow-namespace", "namespace whose KeyRotations may use the key (repeatable; \"*\" for all)")
+
+	c := &cobra.Command{
+		Use:     "key",
+		Short:   "create, show, list, rotate, alias, disable and enable keys; who may use them",
+		Long:    keyLong,
+		Example: keyExample,
 	}
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return err
-	}
-	want := map[string]int{subCreate: 0, "describe": 1, "list": 0, "rotate": 1, "rotations": 1, "alias": 2, "disable": 1, "enable": 1, "allow": -2, "disallow": -2, "show": 1,
-		subGrant: -2, subRevoke: -2}
-	n, known := want[sub]
-	if !known {
-		fmt.Fprintln(stderr, keyUsage)
-		return fmt.Errorf("%w: unknown subcommand %q", errUsage, sub)
-	}
-	if n < 0 && len(pos) < -n {
-		return fmt.Errorf("%w: key %s takes at least %d arguments, got %d (see rekey key --help)", errUsage, sub, -n, len(pos))
-	}
-	if n >= 0 && len(pos) != n {
-		return fmt.Errorf("%w: key %s takes %d argument(s), got %d (see rekey key --help)", errUsage, sub, n, len(pos))
-	}
-	if err := checkKeyNamespaces(sub, pos, namespaces); err != nil {
-		return err
-	}
-	var change *policyChange
-	if isPolicySub(sub) {
-		if change, err = parsePolicyChange(sub, operations, pos[1:]); err != nil {
+	c.AddCommand(
+		createCmd,
+		namespaces("allow KEY NAMESPACE...", "let KeyRotations in these namespaces use the key (\"*\": all)", allowNamespaces),
+		namespaces("disallow KEY NAMESPACE...", "take those namespaces out of the key's rekey.dev/namespaces", disallowNamespaces),
+		policy(true, "grant KEY NAMESPACE[/SERVICEACCOUNT]... --operations OPS",
+			"let Pods of these namespaces (or ServiceAccounts) call OPS with the key through kms serve",
+			`Lets the Pods of these namespaces (or only these ServiceAccounts) call OPS
+with the key through kms serve --pod-identity: adds them to the key's
+rekey.dev/decrypt, -encrypt or -generate-data-key tags. OPS is decrypt,
+encrypt and generate-data-key, comma-separated.`),
+		policy(false, "revoke KEY NAMESPACE[/SERVICEACCOUNT]...",
+			"take namespaces (or ServiceAccounts) out of the key's workload policy",
+			`Takes these entries out of the key's rekey.dev/decrypt, -encrypt and
+-generate-data-key tags (--operations: out of those operations' tags only).
+NAMESPACE takes its NAMESPACE/SERVICEACCOUNT entries too;
+NAMESPACE/SERVICEACCOUNT is refused while NAMESPACE itself is listed, since
+the ServiceAccount would keep its access through it.`),
+		oneKey("show KEY", "the key as a person reads it: aliases, state, namespaces, grants, tags, backing-key versions",
+			func(ctx context.Context, e *kms.Engine, key string) error { return showKey(ctx, e, key, s.out) }),
+		oneKey("describe KEY", "print the key's metadata and tags as JSON",
+			func(ctx context.Context, e *kms.Engine, key string) error { return describeKey(ctx, e, key, s.out) }),
+		keyCommand(s, "list", "list keys with state, aliases and workload policy", noArgs,
+			func(ctx context.Context, _ []string, open openEngine) error {
+				e, err := open()
+				if err != nil {
+					return err
+				}
+				return listKeys(ctx, e, s.out)
+			}),
+		oneKey("rotate KEY", "add a backing-key version (RotateKeyOnDemand)",
+			func(ctx context.Context, e *kms.Engine, key string) error { return rotateKey(ctx, e, key, s.out) }),
+		oneKey("rotations KEY", "list the key's rotations",
+			func(ctx context.Context, e *kms.Engine, key string) error { return listRotations(ctx, e, key, s.out) }),
+		keyCommand(s, "alias alias/NAME KEY", "point an alias at a key (create or update)", exactArgs(2),
+			func(ctx context.Context, args []string, open openEngine) error {
+				e, err := open()
+				if err != nil {
+					return err
+				}
+				return setAlias(ctx, e, args[0], args[1], s.out)
+			}),
+		oneKey("disable KEY", "disable a key", func(ctx context.Context, e *kms.Engine, key string) error {
+			_, err := e.DisableKey(ctx, &kms.KeyIDInput{KeyID: key})
 			return err
-		}
+		}),
+		oneKey("enable KEY", "enable a key", func(ctx context.Context, e *kms.Engine, key string) error {
+			_, err := e.EnableKey(ctx, &kms.KeyIDInput{KeyID: key})
+			return err
+		}),
+	)
+	return c
+}
+
+// openEngine opens the engine over the keystore the flags name.
+type openEngine func() (*kms.Engine, error)
+
+// keyCommand is a rekey key subcommand: the engine's flags, the check of
+// its positional arguments, and run, which checks what it was given
+// before it opens the engine.
+func keyCommand(s streams, use, short string, args cobra.PositionalArgs,
+	run func(ctx context.Context, args []string, open openEngine) error) *cobra.Command {
+	var ef engineFlags
+	cmd := &cobra.Command{
+		Use:               use,
+		Short:             short,
+		Args:              args,
+		ValidArgsFunction: cobra.NoFileCompletions,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return run(cmd.Context(), args, func() (*kms.Engine, error) { return ef.open(cmd.Context()) })
+		},
 	}
-	e, err := ef.open(ctx)
-	if err != nil {
-		return err
-	}
-	switch sub {
-	case subCreate:
-		return createKey(ctx, e, *description, *alias, namespaces, stdout)
-	case "describe":
-		return describeKey(ctx, e, pos[0], stdout)
-	case "list":
-		return listKeys(ctx, e, stdout)
-	case "rotate":
-		return rotateKey(ctx, e, pos[0], stdout)
-	case "rotations":
-		return listRotations(ctx, e, pos[0], stdout)
-	case "alias":
-		return setAlias(ctx, e, pos[0], pos[1], stdout)
-	case "allow":
-		return allowNamespaces(ctx, e, pos[0], pos[1:], stdout)
-	case "disallow":
-		return disallowNamespaces(ctx, e, pos[0], pos[1:], stdout)
-	case "show":
-		return showKey(ctx, e, pos[0], stdout)
-	case subGrant, subRevoke:
-		return changePolicy(ctx, e, pos[0], change, stdout)
-	case "disable":
-		_, err := e.DisableKey(ctx, &kms.KeyIDInput{KeyID: pos[0]})
-		return err
-	default: // enable
-		_, err := e.EnableKey(ctx, &kms.KeyIDInput{KeyID: pos[0]})
-		return err
-	}
+	ef.bind(cmd.Flags(), s.err)
+	return cmd
 }
 
 // listRotations prints a key's rotations.
@@ -168,21 +219,6 @@ func setAlias(ctx context.Context, e *kms.Engine, alias, key string, stdout io.W
 	}
 	_, err = fmt.Fprintf(stdout, "%s -> %s\n", alias, target.KeyMetadata.Arn)
 	return err
-}
-
-// subCreate is rekey key create.
-const subCreate = "create"
-
-// checkKeyNamespaces refuses invalid namespace names given to allow,
-// disallow and create --allow-namespace, before anything is opened.
-func checkKeyNamespaces(sub string, pos, allowNamespaces []string) error {
-	switch sub {
-	case "allow", "disallow":
-		return checkNamespaces(pos[1:])
-	case subCreate:
-		return checkNamespaces(allowNamespaces)
-	}
-	return nil
 }
 
 // rotateKey adds a backing-key version and says which one encrypts now.
@@ -308,6 +344,8 @@ func ptrInt32(v int32) *int32 { return &v }
 type listFlag []string
 
 func (l *listFlag) String() string { return strings.Join(*l, ",") }
+
+func (l *listFlag) Type() string { return "NAMESPACE" }
 
 func (l *listFlag) Set(s string) error {
 	if s == "" || strings.Contains(s, ",") {

@@ -28,14 +28,6 @@ import (
 	"github.com/rekey-dev/rekey/internal/kms"
 )
 
-// The key subcommands that change the workload policy.
-const (
-	subGrant  = "grant"
-	subRevoke = "revoke"
-)
-
-func isPolicySub(sub string) bool { return sub == subGrant || sub == subRevoke }
-
 // policyChange is what rekey key grant or revoke does: add or remove
 // entries from the policy tags of some operations.
 type policyChange struct {
@@ -46,8 +38,8 @@ type policyChange struct {
 
 // parsePolicyChange validates --operations and every NAMESPACE[/SA]
 // before anything is opened.
-func parsePolicyChange(sub, operations string, names []string) (*policyChange, error) {
-	c := &policyChange{grant: sub == subGrant}
+func parsePolicyChange(grant bool, operations string, names []string) (*policyChange, error) {
+	c := &policyChange{grant: grant}
 	if operations == "" {
 		if c.grant {
 			return nil, fmt.Errorf("%w: key grant needs --operations (%s)", errUsage, strings.Join(keypolicy.OperationNames, ","))

@@ -19,8 +19,8 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"strings"
@@ -29,6 +29,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/smithy-go"
+	"github.com/spf13/pflag"
 
 	"github.com/rekey-dev/rekey/internal/kms"
 )
@@ -56,17 +57,18 @@ type keyServiceFlags struct {
 	engine   engineFlags
 	aws      bool
 	endpoint string
-	fs       *flag.FlagSet
+	fs       *pflag.FlagSet
 }
 
-func (f *keyServiceFlags) bind(fs *flag.FlagSet) {
+// bind adds the flags to fs; warnings go to stderr.
+func (f *keyServiceFlags) bind(fs *pflag.FlagSet, stderr io.Writer) {
 	f.fs = fs
-	f.engine.bind(fs)
+	f.engine.bind(fs, stderr)
 	fs.Lookup("region").Usage = "region used in the embedded engine's key ARNs; env REKEY_REGION. With --aws or --kms-endpoint, " +
 		"when given, the AWS region (otherwise the SDK's: AWS_REGION, the profile's)"
 	fs.BoolVar(&f.aws, "aws", false, "use AWS KMS, or the endpoint of AWS_ENDPOINT_URL_KMS, through the AWS SDK's default configuration "+
 		"(AWS_REGION, AWS_PROFILE, shared config, credentials chain, AWS_CA_BUNDLE) instead of a keystore")
-	fs.StringVar(&f.endpoint, "kms-endpoint", "", "KMS endpoint URL (the in-cluster rekey key service, a VPC endpoint); implies --aws. "+
+	fs.StringVar(&f.endpoint, "kms-endpoint", "", "KMS endpoint `URL` (the in-cluster rekey key service, a VPC endpoint); implies --aws. "+
 		"https, or http to a loopback address only")
 }
 
@@ -83,11 +85,11 @@ func (f *keyServiceFlags) check() error {
 		return nil
 	}
 	var both []string
-	f.fs.Visit(func(fl *flag.Flag) {
-		if fl.Name == "keystore" || fl.Name == "root-key-file" || fl.Name == "account-id" {
-			both = append(both, "--"+fl.Name)
+	for _, name := range []string{"keystore", "root-key-file", "account-id"} {
+		if f.fs.Changed(name) {
+			both = append(both, "--"+name)
 		}
-	})
+	}
 	if len(both) > 0 {
 		return fmt.Errorf("%w: %s are the embedded engine's flags, --aws and --kms-endpoint name a KMS endpoint: give one key service",
 			errUsage, strings.Join(both, ", "))
@@ -127,11 +129,9 @@ func (f *keyServiceFlags) open(ctx context.Context) (keyService, error) {
 	// --region, when given on the command line, is the SDK's region too;
 	// its default ("local", REKEY_REGION) names the embedded engine's ARNs
 	// and is not used here.
-	f.fs.Visit(func(fl *flag.Flag) {
-		if fl.Name == "region" {
-			opts = append(opts, config.WithRegion(f.engine.region))
-		}
-	})
+	if f.fs.Changed("region") {
+		opts = append(opts, config.WithRegion(f.engine.region))
+	}
 	cfg, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("loading the AWS SDK configuration: %w", err)

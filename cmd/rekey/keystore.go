@@ -26,17 +26,12 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/spf13/cobra"
+
 	"github.com/rekey-dev/rekey/internal/kms/keystore"
 )
 
-const keystoreUsage = `usage: rekey keystore <subcommand> [flags]
-
-  init                          create a new, empty keystore at --keystore
-  backup  --to FILE             copy the keystore, still encrypted under the root key, to FILE (a new file)
-  verify  [FILE]                decrypt and check FILE (a backup), or the keystore itself, with the root
-                                key; print its id, location, generation and keys (never key material)
-  restore --from FILE [--allow-rollback] [--rebind]
-                                put a backup back, as a generation newer than any seen there
+const keystoreLong = `Create (init), back up, verify and restore the embedded engine's keystore.
 
 A keystore is created only by init (or by restore where there is none);
 every other command refuses a missing keystore. restore refuses a backup
@@ -45,89 +40,113 @@ another keystore or location (--rebind). Every subcommand takes --keystore
 and --root-key-file (or REKEY_KEYSTORE and REKEY_ROOT_KEY_FILE); verify FILE
 needs only --root-key-file. See docs/operations.md, "Keystore backups".`
 
-// The keystore subcommands.
-const (
-	ksInit    = "init"
-	ksBackup  = "backup"
-	ksVerify  = "verify"
-	ksRestore = "restore"
-)
+func newKeystoreCmd(s streams) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "keystore",
+		Short: "create (init), back up, verify and restore the keystore",
+		Long:  keystoreLong,
+		Example: `  rekey keystore init --keystore keys.rks --root-key-file root.key
+  rekey keystore backup --to keys-2026-11-30.rks
+  rekey keystore verify keys-2026-11-30.rks`,
+	}
 
-func runKeystore(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
-	if len(args) == 0 || isHelp(args[0]) {
-		fmt.Fprintln(stderr, keystoreUsage)
-		if len(args) == 0 {
-			return fmt.Errorf("%w: a subcommand is required", errUsage)
-		}
-		return nil
-	}
-	sub, args := args[0], args[1:]
-	var ef engineFlags
-	fs := newFlagSet("keystore "+sub, stderr)
-	ef.bind(fs)
-	var to, from *string
-	var allowRollback, rebind *bool
-	switch sub {
-	case ksInit, ksVerify:
-	case ksBackup:
-		to = fs.String("to", "", "file to write the backup to; it must not exist (required)")
-	case ksRestore:
-		from = fs.String("from", "", "backup file to restore (required)")
-		allowRollback = fs.Bool("allow-rollback", false,
-			"restore a backup older than the keystore: keys disabled since are enabled again, keys and versions added since are lost")
-		rebind = fs.Bool("rebind", false, "restore a backup of another keystore or location (a keystore moved between files and Secrets)")
-	default:
-		fmt.Fprintln(stderr, keystoreUsage)
-		return fmt.Errorf("%w: unknown subcommand %q", errUsage, sub)
-	}
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return err
-	}
-	if want := map[string]int{ksVerify: 1}[sub]; len(pos) > want {
-		return fmt.Errorf("%w: keystore %s takes at most %d argument(s), got %d (see rekey keystore --help)", errUsage, sub, want, len(pos))
-	}
-	switch sub {
-	case ksBackup:
-		if *to == "" {
-			return fmt.Errorf("%w: --to is required", errUsage)
-		}
-	case ksRestore:
-		if *from == "" {
-			return fmt.Errorf("%w: --from is required", errUsage)
-		}
-	case ksVerify:
-		if len(pos) == 1 {
-			root, err := ef.rootKey()
+	var initFlags engineFlags
+	initCmd := &cobra.Command{
+		Use:   "init",
+		Short: "create a new, empty keystore at --keystore",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			b, err := initFlags.backend()
 			if err != nil {
 				return err
 			}
-			return verifyFile(ctx, root, pos[0], stdout)
-		}
-	}
-	b, err := ef.backend()
-	if err != nil {
-		return err
-	}
-	switch sub {
-	case ksInit:
-		h, err := b.Init(ctx)
-		if err != nil {
+			h, err := b.Init(cmd.Context())
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(s.out, "created keystore %s (id %s, generation %d)\n", b, h.ID, h.Generation)
 			return err
-		}
-		_, err = fmt.Fprintf(stdout, "created keystore %s (id %s, generation %d)\n", b, h.ID, h.Generation)
-		return err
-	case ksVerify:
-		s, err := b.Read(ctx)
-		if err != nil {
-			return err
-		}
-		return printSummary(ctx, b.String(), s, stdout)
-	case ksBackup:
-		return backup(ctx, b, *to, stdout)
-	default:
-		return restore(ctx, ef, b, *from, keystore.RestoreOptions{AllowRollback: *allowRollback, Rebind: *rebind}, stdout, stderr)
+		},
 	}
+	initFlags.bind(initCmd.Flags(), s.err)
+
+	var backupFlags engineFlags
+	var to string
+	backupCmd := &cobra.Command{
+		Use:   "backup --to FILE",
+		Short: "copy the keystore, still encrypted under the root key, to FILE (a new file)",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if to == "" {
+				return fmt.Errorf("%w: --to is required", errUsage)
+			}
+			b, err := backupFlags.backend()
+			if err != nil {
+				return err
+			}
+			return backup(cmd.Context(), b, to, s.out)
+		},
+	}
+	backupFlags.bind(backupCmd.Flags(), s.err)
+	backupCmd.Flags().StringVar(&to, "to", "", "`FILE` to write the backup to; it must not exist (required)")
+
+	var verifyFlags engineFlags
+	verifyCmd := &cobra.Command{
+		Use:   "verify [FILE]",
+		Short: "decrypt and check FILE (a backup), or the keystore itself; print what it holds",
+		Long: `Decrypts and checks FILE (a backup), or the keystore itself, with the root
+key, and prints its id, location, generation and keys (never key material).`,
+		Args: maxArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 1 {
+				root, err := verifyFlags.rootKey()
+				if err != nil {
+					return err
+				}
+				return verifyFile(cmd.Context(), root, args[0], s.out)
+			}
+			b, err := verifyFlags.backend()
+			if err != nil {
+				return err
+			}
+			st, err := b.Read(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return printSummary(cmd.Context(), b.String(), st, s.out)
+		},
+	}
+	verifyFlags.bind(verifyCmd.Flags(), s.err)
+
+	var restoreFlags engineFlags
+	var from string
+	var opts keystore.RestoreOptions
+	restoreCmd := &cobra.Command{
+		Use:   "restore --from FILE",
+		Short: "put a backup back, as a generation newer than any seen there",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if from == "" {
+				return fmt.Errorf("%w: --from is required", errUsage)
+			}
+			b, err := restoreFlags.backend()
+			if err != nil {
+				return err
+			}
+			return restore(cmd.Context(), restoreFlags, b, from, opts, s.out, s.err)
+		},
+	}
+	restoreFlags.bind(restoreCmd.Flags(), s.err)
+	restoreCmd.Flags().StringVar(&from, "from", "", "backup `FILE` to restore (required)")
+	restoreCmd.Flags().BoolVar(&opts.AllowRollback, "allow-rollback", false,
+		"restore a backup older than the keystore: keys disabled since are enabled again, keys and versions added since are lost")
+	restoreCmd.Flags().BoolVar(&opts.Rebind, "rebind", false, "restore a backup of another keystore or location (a keystore moved between files and Secrets)")
+
+	for _, sub := range []*cobra.Command{initCmd, backupCmd, restoreCmd} {
+		sub.ValidArgsFunction = cobra.NoFileCompletions
+	}
+	c.AddCommand(initCmd, backupCmd, verifyCmd, restoreCmd)
+	return c
 }
 
 // backup copies the keystore, as stored, to a new file and reads it back.

@@ -208,7 +208,8 @@ func TestKeystoreUsage(t *testing.T) {
 	c.fails(2, "unknown subcommand", "", "keystore", "frob")
 	c.fails(2, "--to is required", "", "keystore", "backup")
 	c.fails(2, "--from is required", "", "keystore", "restore")
-	c.fails(2, "at most 0", "", "keystore", "init", "extra")
+	c.fails(2, "takes no arguments besides flags, got 1", "", "keystore", "init", "extra")
+	c.fails(2, "takes at most 1 argument, got 2", "", "keystore", "verify", "a", "b")
 	var out, errOut bytes.Buffer
 	if code := run(context.Background(), []string{"keystore"}, strings.NewReader(""), &out, &errOut); code != 2 ||
 		!strings.Contains(errOut.String(), "restore --from FILE") {

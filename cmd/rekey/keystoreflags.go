@@ -19,12 +19,14 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 
+	"github.com/spf13/pflag"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -38,16 +40,17 @@ type engineFlags struct {
 	rootKeyFile string
 	region      string
 	accountID   string
-	// stderr gets warnings (the flag set's output).
+	// stderr gets warnings.
 	stderr io.Writer
 }
 
-func (f *engineFlags) bind(fs *flag.FlagSet) {
-	f.stderr = fs.Output()
-	fs.StringVar(&f.keystore, "keystore", os.Getenv("REKEY_KEYSTORE"), "keystore: a file or k8s://NAMESPACE/NAME (a Secret, through the kubeconfig), "+
+// bind adds the flags to fs; warnings go to stderr.
+func (f *engineFlags) bind(fs *pflag.FlagSet, stderr io.Writer) {
+	f.stderr = stderr
+	fs.StringVar(&f.keystore, "keystore", os.Getenv("REKEY_KEYSTORE"), "the keystore: a `FILE` or k8s://NAMESPACE/NAME (a Secret, through the kubeconfig), "+
 		"made with rekey keystore init; env REKEY_KEYSTORE")
 	fs.StringVar(&f.rootKeyFile, "root-key-file", os.Getenv("REKEY_ROOT_KEY_FILE"),
-		"file with the base64 root key that encrypts the keystore, mode 0600 ((umask 077; head -c 32 /dev/urandom | base64 > root.key)); env REKEY_ROOT_KEY_FILE")
+		"`FILE` with the base64 root key that encrypts the keystore, mode 0600 ((umask 077; head -c 32 /dev/urandom | base64 > root.key)); env REKEY_ROOT_KEY_FILE")
 	fs.StringVar(&f.region, "region", envOr("REKEY_REGION", "local"), "region used in key ARNs; env REKEY_REGION")
 	fs.StringVar(&f.accountID, "account-id", envOr("REKEY_ACCOUNT_ID", "000000000000"), "account id used in key ARNs; env REKEY_ACCOUNT_ID")
 }
@@ -132,7 +135,15 @@ func openStore(location string, root *keystore.RootKey, c client.Client) (keysto
 // contextFlag collects repeated --context k=v into an encryption context.
 type contextFlag map[string]string
 
-func (c contextFlag) String() string { return fmt.Sprint(map[string]string(c)) }
+func (c contextFlag) String() string {
+	pairs := make([]string, 0, len(c))
+	for _, k := range slices.Sorted(maps.Keys(c)) {
+		pairs = append(pairs, k+"="+c[k])
+	}
+	return strings.Join(pairs, ",")
+}
+
+func (c contextFlag) Type() string { return "KEY=VALUE" }
 
 func (c contextFlag) Set(s string) error {
 	k, v, ok := strings.Cut(s, "=")

@@ -22,7 +22,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -36,6 +35,8 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	authenticationv1 "k8s.io/client-go/kubernetes/typed/authentication/v1"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -47,12 +48,7 @@ import (
 	"github.com/rekey-dev/rekey/internal/podidentity"
 )
 
-const kmsUsage = `usage: rekey kms serve --listen ADDR --keystore FILE --root-key-file FILE --credentials-file FILE
-                       [--policy-file FILE] [--audit-log FILE] [--tls-cert-file FILE --tls-key-file FILE]
-                       [--pod-identity [--token-audience rekey] [--session-duration 1h]
-                        [--allow-unbound-tokens] [--max-token-lifetime 24h] [--token-reviews-per-second 50]]
-
-Serves the embedded engine over the AWS KMS JSON protocol, so AWS SDKs and
+const kmsServeLong = `Serves the embedded engine over the AWS KMS JSON protocol, so AWS SDKs and
 the AWS CLI work against it (endpoint URL https://ADDR, or http://ADDR on
 loopback). Every request must be signed (SigV4) with a pair from the
 credentials file, one "ACCESS_KEY_ID SECRET_ACCESS_KEY" a line, and is
@@ -74,6 +70,8 @@ type hostsFlag []string
 
 func (l *hostsFlag) String() string { return strings.Join(*l, ",") }
 
+func (l *hostsFlag) Type() string { return "HOST" }
+
 func (l *hostsFlag) Set(s string) error {
 	for v := range strings.SplitSeq(s, ",") {
 		if v = strings.TrimSpace(v); v != "" {
@@ -83,15 +81,34 @@ func (l *hostsFlag) Set(s string) error {
 	return nil
 }
 
-func runKMS(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "serve" {
-		fmt.Fprintln(stderr, kmsUsage)
-		if len(args) > 0 && (isHelp(args[0])) {
-			return nil
-		}
-		return fmt.Errorf("%w: the only subcommand is serve", errUsage)
+const kmsServeExample = `  rekey kms serve --keystore keys.rks --root-key-file root.key --credentials-file creds
+  rekey kms serve --listen :8443 --tls-cert-file tls.crt --tls-key-file tls.key --pod-identity \
+      --keystore k8s://rekey-system/rekey-keystore --root-key-file /etc/rekey/root-key/root.key`
+
+func newKMSCmd(s streams) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "kms",
+		Short: "serve the engine over the AWS KMS API (kms serve)",
 	}
-	return runKMSServe(ctx, args[1:], stdin, stdout, stderr)
+	c.AddCommand(newKMSServeCmd(s))
+	return c
+}
+
+func newKMSServeCmd(s streams) *cobra.Command {
+	var f kmsServeFlags
+	cmd := &cobra.Command{
+		Use:               "serve (--credentials-file FILE | --pod-identity)",
+		Short:             "serve the embedded engine over the AWS KMS JSON protocol (and Pods' credentials)",
+		Long:              kmsServeLong,
+		Example:           kmsServeExample,
+		Args:              noArgs,
+		ValidArgsFunction: cobra.NoFileCompletions,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runKMSServe(cmd.Context(), &f, s.out, s.err)
+		},
+	}
+	f.bind(cmd.Flags(), s.err)
+	return cmd
 }
 
 // kmsServeFlags are rekey kms serve's own flags.
@@ -114,17 +131,17 @@ type kmsServeFlags struct {
 	reviewsPerSecond      float64
 }
 
-func (f *kmsServeFlags) bind(fs *flag.FlagSet) {
-	f.engine.bind(fs)
-	fs.StringVar(&f.listen, "listen", "127.0.0.1:8300", "address to listen on (loopback by default; port 0 picks a free one); "+
+func (f *kmsServeFlags) bind(fs *pflag.FlagSet, stderr io.Writer) {
+	f.engine.bind(fs, stderr)
+	fs.StringVar(&f.listen, "listen", "127.0.0.1:8300", "`ADDRESS` to listen on (loopback by default; port 0 picks a free one); "+
 		"any other address needs --tls-cert-file and --tls-key-file")
-	fs.StringVar(&f.credsFile, "credentials-file", "", "file of ACCESS_KEY_ID SECRET_ACCESS_KEY pairs whose signatures are accepted "+
+	fs.StringVar(&f.credsFile, "credentials-file", "", "`FILE` of ACCESS_KEY_ID SECRET_ACCESS_KEY pairs whose signatures are accepted "+
 		"(required unless --pod-identity)")
-	fs.StringVar(&f.policyFile, "policy-file", "", "JSON file saying which operations on which keys each access key may call (docs/kms.md); "+
+	fs.StringVar(&f.policyFile, "policy-file", "", "JSON `FILE` saying which operations on which keys each access key may call (docs/kms.md); "+
 		"without it the credentials file must hold one pair, which is an admin")
-	fs.StringVar(&f.auditLog, "audit-log", "-", "where to append the audit log, one JSON line per request (- is stdout)")
-	fs.StringVar(&f.certFile, "tls-cert-file", "", "PEM certificate (chain) to serve TLS with; reloaded when it changes")
-	fs.StringVar(&f.keyFile, "tls-key-file", "", "PEM private key of --tls-cert-file")
+	fs.StringVar(&f.auditLog, "audit-log", "-", "`FILE` to append the audit log to, one JSON line per request (- is stdout)")
+	fs.StringVar(&f.certFile, "tls-cert-file", "", "PEM certificate (chain) `FILE` to serve TLS with; reloaded when it changes")
+	fs.StringVar(&f.keyFile, "tls-key-file", "", "PEM private key `FILE` of --tls-cert-file")
 	fs.Var(&f.hosts, "host", "a host name clients use to reach this server (repeatable, comma-separated); the Host header of "+
 		"every request must name it, the certificate's names, or the address the client connected to")
 	fs.IntVar(&f.maxConns, "max-connections", awsapi.DefaultLimits().MaxConnections, "most connections open at once "+
@@ -179,17 +196,7 @@ func (f *kmsServeFlags) check(ctx context.Context) error {
 	return nil
 }
 
-func runKMSServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
-	var f kmsServeFlags
-	fs := newFlagSet("kms serve", stderr)
-	f.bind(fs)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, kmsUsage)
-		fs.PrintDefaults()
-	}
-	if err := parseNoArgs(fs, args); err != nil {
-		return err
-	}
+func runKMSServe(ctx context.Context, f *kmsServeFlags, stdout, stderr io.Writer) error {
 	if err := f.check(ctx); err != nil {
 		return err
 	}

@@ -17,27 +17,27 @@ limitations under the License.
 // Command rekey is the operator and its command line: one binary, with
 // subcommands.
 //
-//	rekey controller   run the KeyRotation manager
-//	rekey key ...      manage keys in a keystore
-//	rekey keystore ... create, back up, verify and restore a keystore
-//	rekey encrypt      encrypt stdin under a key
-//	rekey decrypt      decrypt a blob from stdin
-//	rekey reencrypt    re-encrypt a blob under another key or version
-//	rekey secret ...   write (or apply) a Secret manifest of encrypted values
-//	rekey kms serve    serve the engine over the AWS KMS JSON protocol
-//	rekey version      print the version (also rekey --version)
+//	rekey controller     run the KeyRotation manager
+//	rekey key ...        manage keys in a keystore
+//	rekey keystore ...   create, back up, verify and restore a keystore
+//	rekey encrypt        encrypt stdin under a key
+//	rekey decrypt        decrypt a blob from stdin
+//	rekey reencrypt      re-encrypt a blob under another key or version
+//	rekey secret ...     write (or apply) a Secret manifest of encrypted values
+//	rekey manifests ...  re-encrypt the blobs of Secret manifests in files
+//	rekey status         show KeyRotations; rekey rerun starts one again
+//	rekey kms serve      serve the engine over the AWS KMS JSON protocol
+//	rekey version        print the version (also rekey --version)
+//
+// The command line is built with cobra (cli.go): flags go anywhere among
+// the arguments, and a wrong argument is a usage error (exit status 2).
 package main
 
 import (
 	"context"
-	"errors"
-	"flag"
-	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"runtime/debug"
-	"slices"
 	"syscall"
 )
 
@@ -56,38 +56,6 @@ func moduleVersion(stamped string, info *debug.BuildInfo, ok bool) string {
 	return info.Main.Version
 }
 
-// command is one subcommand of rekey.
-type command struct {
-	name    string
-	summary string
-	run     func(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error
-}
-
-func commands() map[string]command {
-	cmds := []command{
-		{"controller", "run the KeyRotation controller manager", runController},
-		{"key", "create, describe, list, rotate, alias, disable and enable keys", runKey},
-		{"keystore", "create (init), back up, verify and restore the keystore", runKeystore},
-		{"encrypt", "encrypt stdin under a key; prints a base64 blob", runEncrypt},
-		{"decrypt", "decrypt a base64 blob from stdin", runDecrypt},
-		{"reencrypt", "re-encrypt a base64 blob from stdin under another key or version", runReEncrypt},
-		{"secret", "create: write (or apply) a Secret manifest of values encrypted under a key", runSecret},
-		{"manifests", "reencrypt: re-encrypt the blobs of annotated Secret manifests in files (where Git holds them)", runManifests},
-		{"status", "show a KeyRotation (or list them): progress, conditions, failures, inventory", runStatus},
-		{"rerun", "start a new run of a finished KeyRotation (rekey.dev/requested-at)", runRerun},
-		{"kms", "serve the engine over the AWS KMS API (kms serve)", runKMS},
-		{"version", "print rekey's version", runVersion},
-	}
-	m := make(map[string]command, len(cmds))
-	for _, c := range cmds {
-		m[c.name] = c
-	}
-	return m
-}
-
-// errUsage marks an error whose message is a usage problem; the exit code is 2.
-var errUsage = errors.New("usage")
-
 func main() {
 	info, ok := debug.ReadBuildInfo()
 	version = moduleVersion(version, info, ok)
@@ -96,82 +64,3 @@ func main() {
 	stop()
 	os.Exit(code)
 }
-
-func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	cmds := commands()
-	if len(args) > 0 && (args[0] == "--version" || args[0] == "-version") {
-		args = append([]string{"version"}, args[1:]...)
-	}
-	if len(args) == 0 || isHelp(args[0]) || args[0] == "help" {
-		usage(stderr, cmds)
-		if len(args) == 0 {
-			return 2
-		}
-		return 0
-	}
-	c, ok := cmds[args[0]]
-	if !ok {
-		fmt.Fprintf(stderr, "rekey: unknown command %q\n", args[0])
-		usage(stderr, cmds)
-		return 2
-	}
-	err := c.run(ctx, args[1:], stdin, stdout, stderr)
-	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, flag.ErrHelp):
-		return 0
-	case errors.Is(err, errUsage):
-		fmt.Fprintf(stderr, "rekey %s: %v\n", c.name, err)
-		return 2
-	default:
-		fmt.Fprintf(stderr, "rekey %s: %v\n", c.name, err)
-		return 1
-	}
-}
-
-func usage(w io.Writer, cmds map[string]command) {
-	fmt.Fprintln(w, "usage: rekey <command> [flags]")
-	fmt.Fprintln(w)
-	names := make([]string, 0, len(cmds))
-	for n := range cmds {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	for _, n := range names {
-		fmt.Fprintf(w, "  %-12s %s\n", n, cmds[n].summary)
-	}
-	fmt.Fprintln(w, "\nRun 'rekey <command> -h' for a command's flags; 'rekey --version' prints the version.")
-}
-
-func runVersion(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
-	fs := newFlagSet("version", stderr)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
-	}
-	_, err := fmt.Fprintf(stdout, "rekey %s\n", version)
-	return err
-}
-
-// newFlagSet returns a FlagSet that reports errors instead of exiting.
-func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("rekey "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	return fs
-}
-
-// parseFlags parses args and turns a bad flag into a usage error.
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return fmt.Errorf("%w: %w", errUsage, err)
-	}
-	return nil
-}
-
-func isHelp(arg string) bool { return arg == "-h" || arg == "--help" }

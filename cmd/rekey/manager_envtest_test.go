@@ -60,7 +60,7 @@ func startManager(t *testing.T, c *cli, args ...string) *manager {
 	argv := append([]string{"--keystore", c.args[1], "--root-key-file", filepath.Join(c.dir, "root.key"),
 		"--health-probe-bind-address", "0"}, args...)
 	go func() {
-		m.err = runController(ctx, argv, nil, io.Discard, m.logs)
+		m.err = runController(ctx, argv, m.logs)
 		close(m.done)
 		m.result <- m.err
 	}()

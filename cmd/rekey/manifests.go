@@ -19,7 +19,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -29,6 +28,7 @@ import (
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/spf13/cobra"
 
 	"github.com/rekey-dev/rekey/internal/atomicfile"
 	"github.com/rekey-dev/rekey/internal/manifests"
@@ -36,12 +36,7 @@ import (
 	"github.com/rekey-dev/rekey/internal/provider/embedded"
 )
 
-const manifestsUsage = `usage: rekey manifests reencrypt PATH... --source-key ID [--source-key ID]... --destination-key ID
-                                 [--source-context k=v]... [--destination-context k=v]... [--grant-token T]...
-                                 [--check] [--stdout]
-                                 (--keystore FILE|k8s://NS/NAME --root-key-file FILE | --aws | --kms-endpoint URL)
-
-Re-encrypts the blobs of the annotated Secret manifests (rekey.dev/encrypted-keys)
+const manifestsReencryptLong = `Re-encrypts the blobs of the annotated Secret manifests (rekey.dev/encrypted-keys)
 in YAML files — each PATH a file, a directory (every *.yaml and *.yml below it,
 hidden directories skipped) or - (stdin to stdout) — as a KeyRotation would:
 the same annotations, contexts and placeholders ({namespace}, {name}, {key}),
@@ -51,63 +46,78 @@ rewritten in place (--stdout: to standard output, one PATH).
 
 --check changes nothing and exits 1 while any blob is under a source key (for
 CI). Exit status: 0 done, 1 some blob failed or (with --check) is still under a
-source key, 2 usage.`
+source key, 2 usage.
 
-func runManifests(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "reencrypt" {
-		fmt.Fprintln(stderr, manifestsUsage)
-		if len(args) > 0 && isHelp(args[0]) {
-			return nil
-		}
-		return fmt.Errorf("%w: the only subcommand is reencrypt", errUsage)
+` + keyServiceLong
+
+const manifestsReencryptExample = `  rekey manifests reencrypt apps/ --source-key alias/billing-2025 --destination-key alias/billing-2026 \
+      --kms-endpoint "$KMS_ENDPOINT"
+  rekey manifests reencrypt apps/ --check --source-key alias/billing-2025 --destination-key alias/billing-2026 --aws`
+
+func newManifestsCmd(s streams) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "manifests",
+		Short: "re-encrypt the blobs of annotated Secret manifests in files (where Git holds them)",
 	}
-	return runManifestsReencrypt(ctx, args[1:], stdin, stdout, stderr)
+	c.AddCommand(newManifestsReencryptCmd(s))
+	return c
 }
 
 // errFindings: the command ran, and its report says what failed.
 var errFindings = errors.New("see the report above")
 
-func runManifestsReencrypt(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	flags := newFlagSet("manifests reencrypt", stderr)
-	var ks keyServiceFlags
-	ks.bind(flags)
-	var sources, grants multiFlag
-	srcCtx, dstCtx := contextFlag{}, contextFlag{}
-	flags.Var(&sources, "source-key", "a key blobs may be under now (repeatable; as a KeyRotation's sourceKeyIds)")
-	dest := flags.String("destination-key", "", "the key to re-encrypt under (required; as destinationKeyId)")
-	flags.Var(srcCtx, "source-context", "source encryption context pair KEY=VALUE (repeatable; default: each Secret's rekey.dev/encryption-context)")
-	flags.Var(dstCtx, "destination-context", "destination encryption context pair KEY=VALUE (repeatable; default: the source context)")
-	flags.Var(&grants, "grant-token", "a grant token for every call (repeatable)")
-	check := flags.Bool("check", false, "change nothing; exit 1 while any blob is under a source key")
-	toStdout := flags.Bool("stdout", false, "write the result to standard output instead of in place (one PATH)")
-	flags.Usage = func() {
-		fmt.Fprintln(stderr, manifestsUsage)
-		flags.PrintDefaults()
+// manifestsReencrypt is one 'rekey manifests reencrypt', from its flags.
+type manifestsReencrypt struct {
+	ks              keyServiceFlags
+	sources, grants multiFlag
+	srcCtx, dstCtx  contextFlag
+	dest            string
+	check, toStdout bool
+}
+
+func newManifestsReencryptCmd(s streams) *cobra.Command {
+	m := &manifestsReencrypt{srcCtx: contextFlag{}, dstCtx: contextFlag{}}
+	cmd := &cobra.Command{
+		Use:     "reencrypt PATH... --source-key KEY --destination-key KEY",
+		Short:   "re-encrypt the blobs of annotated Secret manifests in files, as a KeyRotation would",
+		Long:    manifestsReencryptLong,
+		Example: manifestsReencryptExample,
+		Args:    minArgs(1),
+		RunE: func(cmd *cobra.Command, paths []string) error {
+			return m.run(cmd.Context(), paths, s)
+		},
 	}
-	paths, err := parseInterspersed(flags, args)
-	if err != nil {
-		return err
-	}
+	flags := cmd.Flags()
+	m.ks.bind(flags, s.err)
+	flags.Var(&m.sources, "source-key", "a `KEY` blobs may be under now (repeatable; as a KeyRotation's sourceKeyIds)")
+	flags.StringVar(&m.dest, "destination-key", "", "the `KEY` to re-encrypt under (required; as destinationKeyId)")
+	flags.Var(m.srcCtx, "source-context", "source encryption context pair (repeatable; default: each Secret's rekey.dev/encryption-context)")
+	flags.Var(m.dstCtx, "destination-context", "destination encryption context pair (repeatable; default: the source context)")
+	flags.Var(&m.grants, "grant-token", "a grant `TOKEN` for every call (repeatable)")
+	flags.BoolVar(&m.check, "check", false, "change nothing; exit 1 while any blob is under a source key")
+	flags.BoolVar(&m.toStdout, "stdout", false, "write the result to standard output instead of in place (one PATH)")
+	return cmd
+}
+
+func (m *manifestsReencrypt) run(ctx context.Context, paths []string, s streams) error {
 	switch {
-	case len(paths) == 0:
-		return fmt.Errorf("%w: no PATH", errUsage)
-	case len(sources) == 0 || *dest == "":
+	case len(m.sources) == 0 || m.dest == "":
 		return fmt.Errorf("%w: --source-key and --destination-key are required", errUsage)
-	case *toStdout && (len(paths) != 1 || *check):
+	case m.toStdout && (len(paths) != 1 || m.check):
 		return fmt.Errorf("%w: --stdout takes one PATH and no --check", errUsage)
 	case slices.Contains(paths, "-") && len(paths) != 1:
 		return fmt.Errorf("%w: - (stdin) is the only PATH when given", errUsage)
 	}
-	if err := ks.check(); err != nil {
+	if err := m.ks.check(); err != nil {
 		return err
 	}
 	files, err := manifestFiles(paths)
 	if err != nil {
 		return err
 	}
-	r := &manifests.Rotation{SourceKeyIDs: sources, DestinationKeyID: *dest, GrantTokens: grants,
-		SourceEncryptionContext: srcCtx, DestinationEncryptionContext: dstCtx}
-	if err := openManifestKeys(ctx, &ks, r); err != nil {
+	r := &manifests.Rotation{SourceKeyIDs: m.sources, DestinationKeyID: m.dest, GrantTokens: m.grants,
+		SourceEncryptionContext: m.srcCtx, DestinationEncryptionContext: m.dstCtx}
+	if err := openManifestKeys(ctx, &m.ks, r); err != nil {
 		return err
 	}
 	if err := r.Resolve(ctx); err != nil {
@@ -115,18 +125,18 @@ func runManifestsReencrypt(ctx context.Context, args []string, stdin io.Reader, 
 	}
 	counts := map[manifests.Outcome]int{}
 	for _, path := range files {
-		if err := reencryptFile(ctx, r, path, *check, *toStdout, stdin, stdout, stderr, counts); err != nil {
+		if err := reencryptFile(ctx, r, path, m.check, m.toStdout, s.in, s.out, s.err, counts); err != nil {
 			return err
 		}
 	}
 	verb := "re-encrypted"
-	if *check {
+	if m.check {
 		verb = "under a source key"
 	}
 	n := counts[manifests.Rotated] + counts[manifests.UnderSource]
-	fmt.Fprintf(stderr, "rekey manifests: %d files, %d blobs %s, %d already under the destination, %d unknown, %d failed\n",
+	fmt.Fprintf(s.err, "rekey manifests: %d files, %d blobs %s, %d already under the destination, %d unknown, %d failed\n",
 		len(files), n, verb, counts[manifests.Current], counts[manifests.Unknown], counts[manifests.Failed])
-	if counts[manifests.Failed] > 0 || (*check && (n > 0 || counts[manifests.Unknown] > 0)) {
+	if counts[manifests.Failed] > 0 || (m.check && (n > 0 || counts[manifests.Unknown] > 0)) {
 		return errFindings
 	}
 	return nil
@@ -185,6 +195,8 @@ type multiFlag []string
 
 func (m *multiFlag) String() string { return strings.Join(*m, ",") }
 
+func (m *multiFlag) Type() string { return "string" }
+
 func (m *multiFlag) Set(s string) error {
 	if s == "" {
 		return errors.New("empty value")
@@ -207,11 +219,9 @@ func openManifestKeys(ctx context.Context, ks *keyServiceFlags, r *manifests.Rot
 		return nil
 	}
 	region := ""
-	ks.fs.Visit(func(fl *flag.Flag) {
-		if fl.Name == "region" {
-			region = ks.engine.region
-		}
-	})
+	if ks.fs.Changed("region") {
+		region = ks.engine.region
+	}
 	if region == "" {
 		cfg, err := config.LoadDefaultConfig(ctx)
 		if err != nil {

@@ -22,7 +22,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"maps"
@@ -30,6 +29,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -42,56 +43,74 @@ import (
 	"github.com/rekey-dev/rekey/internal/kms"
 )
 
-const secretUsage = `usage: rekey secret <subcommand> [flags]
-
-  create NAME --key KEY --from-literal DATAKEY=VALUE... [--from-file DATAKEY=PATH]...
-              write a Secret manifest whose values are encrypted under KEY,
-              annotated for rekey; or --apply it to the cluster
-
-Run 'rekey secret create -h' for its flags.`
-
-const secretCreateUsage = `usage: rekey secret create NAME --key KEY [-n|--namespace NS] [--context K=V]...
-         --from-literal DATAKEY=VALUE... [--from-file DATAKEY=PATH]... [--label K=V]...
-         [-o yaml|json | --apply [--force]] [key service flags]
-
-Writes the Secret NAME (apiVersion v1, kind Secret, type Opaque) to stdout:
+const secretCreateLong = `Writes the Secret NAME (apiVersion v1, kind Secret, type Opaque) to stdout:
 each value is encrypted under KEY with the encryption context given, and the
 Secret carries rekey.dev/encrypted-keys (the data keys written) and, with
 --context, rekey.dev/encryption-context, as a KeyRotation reads them.
 'kubectl apply -f -' takes the output; --apply applies it itself through the
 kubeconfig (server-side apply, field manager "rekey").
 
-A value is 1 to 4096 bytes (what KMS Encrypt takes). Values given with
+A value is 1 to 4096 bytes (what KMS Encrypt takes); give at least one with
+--from-literal DATAKEY=VALUE or --from-file DATAKEY=PATH. Values given with
 --from-literal are visible in the process list and shell history: prefer
 --from-file, or --from-file DATAKEY=- for stdin. Values are never printed.
 
-The key service is the embedded engine (--keystore, --root-key-file), or a
-KMS endpoint through the AWS SDK's default configuration (--aws,
---kms-endpoint URL).
+` + keyServiceLong
 
-Flags:`
+const secretCreateExample = `  rekey secret create billing-db -n billing --key alias/billing --context app=billing \
+      --from-file password=password.txt > billing-db.yaml
+  printf %s "$PASSWORD" | rekey secret create billing-db -n billing --key alias/billing \
+      --from-file password=- --apply`
 
-func runSecret(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	if len(args) == 0 || isHelp(args[0]) {
-		fmt.Fprintln(stderr, secretUsage)
-		if len(args) == 0 {
-			return fmt.Errorf("%w: a subcommand is required", errUsage)
-		}
-		return nil
+func newSecretCmd(s streams) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "secret",
+		Short: "write (or apply) a Secret manifest of values encrypted under a key",
 	}
-	if args[0] != secretCreateCommand {
-		fmt.Fprintln(stderr, secretUsage)
-		return fmt.Errorf("%w: unknown subcommand %q", errUsage, args[0])
-	}
-	o, err := parseSecretCreate(args[1:], stderr)
-	if err != nil {
-		return err
-	}
-	return o.run(ctx, stdin, stdout)
+	c.AddCommand(newSecretCreateCmd(s))
+	return c
 }
 
-// secretCreateCommand is rekey secret's one subcommand.
-const secretCreateCommand = "create"
+func newSecretCreateCmd(s streams) *cobra.Command {
+	o := &secretCreate{ks: &keyServiceFlags{}, context: map[string]string{}, labels: map[string]string{}}
+	var raw []rawArg
+	cmd := &cobra.Command{
+		Use:     "create NAME --key KEY",
+		Short:   "write a Secret manifest whose values are encrypted under KEY, annotated for rekey; or --apply it to the cluster",
+		Long:    secretCreateLong,
+		Example: secretCreateExample,
+		Args: func(_ *cobra.Command, args []string) error {
+			// Values first: a value misplaced as an argument is never echoed.
+			if err := o.takeRaw(raw); err != nil {
+				return err
+			}
+			if len(args) != 1 {
+				return fmt.Errorf("%w: secret create takes one argument, the Secret's NAME; got %d (see rekey secret create -h)", errUsage, len(args))
+			}
+			return nil
+		},
+		ValidArgsFunction: cobra.NoFileCompletions,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.name = args[0]
+			if err := o.check(cmd.Flags()); err != nil {
+				return err
+			}
+			return o.run(cmd.Context(), s.in, s.out)
+		},
+	}
+	fs := cmd.Flags()
+	o.ks.bind(fs, s.err)
+	fs.StringVar(&o.key, "key", "", "`KEY` to encrypt under: key id, key ARN, alias name or alias ARN (required)")
+	fs.StringVarP(&o.namespace, "namespace", "n", "", "the Secret's `NAMESPACE` (default: none in the manifest; with --apply, the kubeconfig context's, else default)")
+	fs.Var(contextFlag(o.context), "context", "encryption context pair (repeatable); written to rekey.dev/encryption-context")
+	fs.Var(rawFlag{flagFromLiteral, &raw}, flagFromLiteral, "data key and value (repeatable)")
+	fs.Var(rawFlag{flagFromFile, &raw}, flagFromFile, "data key and the file holding its value; PATH - is stdin (repeatable)")
+	fs.Var(rawFlag{flagLabel, &raw}, flagLabel, "label on the Secret (repeatable)")
+	fs.StringVarP(&o.output, "output", "o", "yaml", "output `FORMAT`: yaml or json")
+	fs.BoolVar(&o.apply, "apply", false, "apply the Secret to the cluster through the kubeconfig (server-side apply, field manager rekey) instead of printing it")
+	fs.BoolVar(&o.force, "force", false, "with --apply: take over a Secret that exists without rekey's annotations, and fields other field managers own")
+	return cmd
+}
 
 // maxValue is the most plaintext KMS Encrypt takes, in bytes.
 const maxValue = 4096
@@ -130,46 +149,26 @@ type rawArg struct{ flag, arg string }
 
 func (f rawFlag) String() string { return "" }
 
+// The flags of secret create that rawFlag collects.
+const (
+	flagFromLiteral = "from-literal"
+	flagFromFile    = "from-file"
+	flagLabel       = "label"
+)
+
+func (f rawFlag) Type() string {
+	switch f.name {
+	case flagFromLiteral:
+		return "DATAKEY=VALUE"
+	case flagFromFile:
+		return "DATAKEY=PATH"
+	}
+	return "KEY=VALUE"
+}
+
 func (f rawFlag) Set(s string) error {
 	*f.args = append(*f.args, rawArg{f.name, s})
 	return nil
-}
-
-func parseSecretCreate(args []string, stderr io.Writer) (*secretCreate, error) {
-	o := &secretCreate{ks: &keyServiceFlags{}, context: map[string]string{}, labels: map[string]string{}}
-	var raw []rawArg
-	fs := newFlagSet("secret create", stderr)
-	o.ks.bind(fs)
-	fs.StringVar(&o.key, "key", "", "key to encrypt under: key id, key ARN, alias name or alias ARN (required)")
-	fs.StringVar(&o.namespace, "namespace", "", "the Secret's namespace (default: none in the manifest; with --apply, the kubeconfig context's, else default)")
-	fs.StringVar(&o.namespace, "n", "", "short for --namespace")
-	fs.Var(contextFlag(o.context), "context", "encryption context pair KEY=VALUE (repeatable); written to rekey.dev/encryption-context")
-	fs.Var(rawFlag{"from-literal", &raw}, "from-literal", "data key and value DATAKEY=VALUE (repeatable)")
-	fs.Var(rawFlag{"from-file", &raw}, "from-file", "data key and the file holding its value DATAKEY=PATH; PATH - is stdin (repeatable)")
-	fs.Var(rawFlag{"label", &raw}, "label", "label KEY=VALUE on the Secret (repeatable)")
-	fs.StringVar(&o.output, "o", "yaml", "output format: yaml or json")
-	fs.BoolVar(&o.apply, "apply", false, "apply the Secret to the cluster through the kubeconfig (server-side apply, field manager rekey) instead of printing it")
-	fs.BoolVar(&o.force, "force", false, "with --apply: take over a Secret that exists without rekey's annotations, and fields other field managers own")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, secretCreateUsage)
-		fs.PrintDefaults()
-	}
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return nil, err
-	}
-	// Values first: a value misplaced as an argument is never echoed.
-	if err := o.takeRaw(raw); err != nil {
-		return nil, err
-	}
-	if len(pos) != 1 {
-		return nil, fmt.Errorf("%w: secret create takes one argument, the Secret's NAME; got %d (see rekey secret create -h)", errUsage, len(pos))
-	}
-	o.name = pos[0]
-	if err := o.check(fs); err != nil {
-		return nil, err
-	}
-	return o, nil
 }
 
 // takeRaw checks the data and label flags. Errors name a data key, never
@@ -179,7 +178,7 @@ func (o *secretCreate) takeRaw(raw []rawArg) error {
 	stdin := false
 	for _, r := range raw {
 		k, v, ok := strings.Cut(r.arg, "=")
-		if r.flag == "label" {
+		if r.flag == flagLabel {
 			if !ok {
 				return fmt.Errorf("%w: --label %q: want KEY=VALUE", errUsage, r.arg)
 			}
@@ -197,7 +196,7 @@ func (o *secretCreate) takeRaw(raw []rawArg) error {
 		}
 		if !ok {
 			what := "VALUE"
-			if r.flag == "from-file" {
+			if r.flag == flagFromFile {
 				what = "PATH"
 			}
 			return fmt.Errorf("%w: --%s: want DATAKEY=%s (an argument has no '=')", errUsage, r.flag, what)
@@ -209,7 +208,7 @@ func (o *secretCreate) takeRaw(raw []rawArg) error {
 			return fmt.Errorf("%w: data key %q given twice", errUsage, k)
 		}
 		seen[k] = true
-		it := dataItem{key: k, fromFile: r.flag == "from-file"}
+		it := dataItem{key: k, fromFile: r.flag == flagFromFile}
 		if it.fromFile {
 			if v == "" {
 				return fmt.Errorf("%w: --from-file %s=: no PATH", errUsage, k)
@@ -247,7 +246,7 @@ func checkValueSize(what string, n int) error {
 }
 
 // check validates the name, namespace, key, context and output flags.
-func (o *secretCreate) check(fs *flag.FlagSet) error {
+func (o *secretCreate) check(fs *pflag.FlagSet) error {
 	if errs := validation.IsDNS1123Subdomain(o.name); len(errs) > 0 {
 		return fmt.Errorf("%w: Secret name %q: %s", errUsage, o.name, strings.Join(errs, "; "))
 	}
@@ -264,8 +263,7 @@ func (o *secretCreate) check(fs *flag.FlagSet) error {
 			return fmt.Errorf("%w: --context %s=: the value is empty", errUsage, k)
 		}
 	}
-	outputGiven := false
-	fs.Visit(func(f *flag.Flag) { outputGiven = outputGiven || f.Name == "o" })
+	outputGiven := fs.Changed("output")
 	switch {
 	case o.output != "yaml" && o.output != "json":
 		return fmt.Errorf("%w: -o %q: want yaml or json", errUsage, o.output)

@@ -286,7 +286,8 @@ func TestSecretCreateBadInput(t *testing.T) {
 		t.Fatal("a failed command changed the keystore")
 	}
 
-	// The subcommand itself, and the help.
+	// The subcommand itself, and the help: asked for, on stdout; after a
+	// usage error, on stderr.
 	for _, tc := range []struct {
 		argv []string
 		code int
@@ -295,12 +296,16 @@ func TestSecretCreateBadInput(t *testing.T) {
 		{[]string{"secret"}, 2, "a subcommand is required"},
 		{[]string{"secret", "frob"}, 2, `unknown subcommand "frob"`},
 		{[]string{"secret", "-h"}, 0, "create NAME --key KEY"},
-		{[]string{"secret", "create", "-h"}, 0, "usage: rekey secret create NAME --key KEY"},
-		{[]string{"secret", "create", "db", "--help"}, 0, "-from-literal value"},
+		{[]string{"secret", "create", "-h"}, 0, "rekey secret create NAME --key KEY"},
+		{[]string{"secret", "create", "db", "--help"}, 0, "--from-literal DATAKEY=VALUE"},
 	} {
 		var out, errOut bytes.Buffer
 		code := run(context.Background(), tc.argv, strings.NewReader(""), &out, &errOut)
-		if code != tc.code || !strings.Contains(errOut.String(), tc.msg) || out.Len() != 0 {
+		wanted, other := &errOut, &out
+		if tc.code == 0 {
+			wanted, other = &out, &errOut
+		}
+		if code != tc.code || !strings.Contains(wanted.String(), tc.msg) || other.Len() != 0 {
 			t.Fatalf("%v: exit %d (want %d), stdout %q, stderr %q (want %q)", tc.argv, code, tc.code, out.String(), errOut.String(), tc.msg)
 		}
 	}

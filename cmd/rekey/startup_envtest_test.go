@@ -211,7 +211,7 @@ func TestControllerWaitsForTheAPIServer(t *testing.T) {
 	result := make(chan error, 1)
 	go func() {
 		result <- runController(ctx, []string{"--keystore", keystoreRef, "--root-key-file", filepath.Join(c.dir, "root.key"),
-			"--metrics-bind-address", "0", "--health-probe-bind-address", probes}, nil, io.Discard, logs)
+			"--metrics-bind-address", "0", "--health-probe-bind-address", probes}, logs)
 	}()
 
 	// Nothing listens: the controller keeps trying, and stays alive.
@@ -295,7 +295,7 @@ func TestControllerStopsWhileWaiting(t *testing.T) {
 	result := make(chan error, 1)
 	go func() {
 		result <- runController(ctx, []string{"--keystore", "k8s://rekey-system/rekey-keystore", "--root-key-file",
-			filepath.Join(c.dir, "root.key"), "--metrics-bind-address", "0", "--health-probe-bind-address", "0"}, nil, io.Discard, logs)
+			filepath.Join(c.dir, "root.key"), "--metrics-bind-address", "0", "--health-probe-bind-address", "0"}, logs)
 	}()
 	<-g.dropped
 	cancel()
@@ -335,7 +335,7 @@ func TestControllerExitsOnWrongRootKey(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- runController(context.Background(), []string{"--keystore", keystoreRef, "--root-key-file",
-			filepath.Join(other.dir, "root.key"), "--metrics-bind-address", "0", "--health-probe-bind-address", "0"}, nil, io.Discard, logs)
+			filepath.Join(other.dir, "root.key"), "--metrics-bind-address", "0", "--health-probe-bind-address", "0"}, logs)
 	}()
 	select {
 	case err := <-done:

@@ -19,7 +19,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"slices"
@@ -27,6 +26,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -39,20 +40,20 @@ import (
 	rekeyv1alpha1 "github.com/rekey-dev/rekey/api/v1alpha1"
 )
 
-const statusUsage = `usage: rekey status [NAME] [-n NAMESPACE | -A]
-       rekey rerun NAME [-n NAMESPACE]
-
-status without NAME lists the KeyRotations of the namespace (the kubeconfig's,
-or -n; -A: every namespace): phase, progress, failures, whether the source
-keys are drained. With NAME it shows one rotation as a person reads it: the
-keys, the run, the counts, the conditions, every recorded failure and the
+const statusLong = `Without NAME, lists the KeyRotations of the namespace (the kubeconfig's, or
+-n; -A: every namespace): phase, progress, failures, whether the source keys
+are drained. With NAME, shows one rotation as a person reads it: the keys,
+the run, the counts, the conditions, every recorded failure and the
 inventory of keys the selected blobs are under.
 
-rerun sets rekey.dev/requested-at on a rotation: a finished one starts a new
+Reads the cluster through the kubeconfig (KUBECONFIG, ~/.kube/config);
+installed as kubectl-rekey on the PATH, it is also "kubectl rekey status".`
+
+const rerunLong = `Sets rekey.dev/requested-at on a KeyRotation: a finished one starts a new
 run; a running one records it, and the run in progress answers it.
 
-Both read the cluster through the kubeconfig (KUBECONFIG, ~/.kube/config);
-installed as kubectl-rekey on the PATH they are also "kubectl rekey status".`
+Writes to the cluster through the kubeconfig (KUBECONFIG, ~/.kube/config);
+installed as kubectl-rekey on the PATH, it is also "kubectl rekey rerun".`
 
 // kubeTarget is where status and rerun look: a client and a namespace.
 type kubeTarget struct {
@@ -60,9 +61,8 @@ type kubeTarget struct {
 	all       bool
 }
 
-func (k *kubeTarget) bind(fs *flag.FlagSet) {
-	fs.StringVar(&k.namespace, "namespace", "", "the namespace (default: the kubeconfig's, else default)")
-	fs.StringVar(&k.namespace, "n", "", "shorthand for --namespace")
+func (k *kubeTarget) bind(fs *pflag.FlagSet) {
+	fs.StringVarP(&k.namespace, "namespace", "n", "", "the `NAMESPACE` (default: the kubeconfig's, else default)")
 }
 
 // client returns a client and settles the namespace.
@@ -97,20 +97,27 @@ func kubeconfigNamespace() (string, error) {
 	return ns, nil
 }
 
-func runStatus(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
-	fs := newFlagSet("status", stderr)
-	fs.Usage = func() { fmt.Fprintln(stderr, statusUsage); fs.PrintDefaults() }
+func newStatusCmd(s streams) *cobra.Command {
 	var k kubeTarget
-	k.bind(fs)
-	fs.BoolVar(&k.all, "all-namespaces", false, "list the KeyRotations of every namespace")
-	fs.BoolVar(&k.all, "A", false, "shorthand for --all-namespaces")
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return err
+	cmd := &cobra.Command{
+		Use:   "status [NAME]",
+		Short: "show a KeyRotation (or list them): progress, conditions, failures, inventory",
+		Long:  statusLong,
+		Example: `  rekey status -A
+  rekey status billing-2026q4 -n billing`,
+		Args:              maxArgs(1),
+		ValidArgsFunction: cobra.NoFileCompletions,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runStatus(cmd.Context(), &k, args, s.out, s.err)
+		},
 	}
+	k.bind(cmd.Flags())
+	cmd.Flags().BoolVarP(&k.all, "all-namespaces", "A", false, "list the KeyRotations of every namespace")
+	return cmd
+}
+
+func runStatus(ctx context.Context, k *kubeTarget, pos []string, stdout, stderr io.Writer) error {
 	switch {
-	case len(pos) > 1:
-		return fmt.Errorf("%w: one NAME at most, got %q", errUsage, pos)
 	case len(pos) == 1 && k.all:
 		return fmt.Errorf("%w: NAME and --all-namespaces do not go together", errUsage)
 	case k.all && k.namespace != "":
@@ -155,19 +162,25 @@ func runStatus(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 	return printStatus(stdout, kr, now)
 }
 
-func runRerun(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
-	fs := newFlagSet("rerun", stderr)
-	fs.Usage = func() { fmt.Fprintln(stderr, statusUsage); fs.PrintDefaults() }
+func newRerunCmd(s streams) *cobra.Command {
 	var k kubeTarget
-	k.bind(fs)
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return err
+	cmd := &cobra.Command{
+		Use:               "rerun NAME",
+		Short:             "start a new run of a finished KeyRotation (rekey.dev/requested-at)",
+		Long:              rerunLong,
+		Example:           `  rekey rerun billing-2026q4 -n billing`,
+		Args:              exactArgs(1),
+		ValidArgsFunction: cobra.NoFileCompletions,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runRerun(cmd.Context(), &k, args[0], s.out)
+		},
 	}
-	if len(pos) != 1 {
-		return fmt.Errorf("%w: rerun takes one NAME, got %d arguments", errUsage, len(pos))
-	}
-	if err := checkName(pos[0]); err != nil {
+	k.bind(cmd.Flags())
+	return cmd
+}
+
+func runRerun(ctx context.Context, k *kubeTarget, name string, stdout io.Writer) error {
+	if err := checkName(name); err != nil {
 		return err
 	}
 	c, err := k.client()
@@ -175,9 +188,9 @@ func runRerun(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		return err
 	}
 	kr := &rekeyv1alpha1.KeyRotation{}
-	if err := c.Get(ctx, client.ObjectKey{Namespace: k.namespace, Name: pos[0]}, kr); err != nil {
+	if err := c.Get(ctx, client.ObjectKey{Namespace: k.namespace, Name: name}, kr); err != nil {
 		if apierrors.IsNotFound(err) {
-			return fmt.Errorf("no KeyRotation %s in namespace %s", pos[0], k.namespace)
+			return fmt.Errorf("no KeyRotation %s in namespace %s", name, k.namespace)
 		}
 		return err
 	}

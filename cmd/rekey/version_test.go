@@ -28,7 +28,7 @@ import (
 
 // rekey version and rekey --version print the same line.
 func TestVersionAndVersionFlag(t *testing.T) {
-	for _, args := range [][]string{{"version"}, {"--version"}, {"-version"}} {
+	for _, args := range [][]string{{"version"}, {"--version"}} {
 		var out, errOut bytes.Buffer
 		if code := run(context.Background(), args, strings.NewReader(""), &out, &errOut); code != 0 {
 			t.Fatalf("rekey %s: exit %d: %s", strings.Join(args, " "), code, errOut.String())
@@ -37,9 +37,17 @@ func TestVersionAndVersionFlag(t *testing.T) {
 			t.Errorf("rekey %s printed %q, want %q", strings.Join(args, " "), out.String(), want)
 		}
 	}
+	for _, args := range [][]string{{"version", "extra"}, {"--version", "extra"}} {
+		var out, errOut bytes.Buffer
+		if code := run(context.Background(), args, strings.NewReader(""), &out, &errOut); code != 2 || out.Len() != 0 {
+			t.Errorf("rekey %s: exit %d, want 2 (%s)", strings.Join(args, " "), code, errOut.String())
+		}
+	}
+	// Long flags take two dashes: -version would be -v -e -r ... to pflag.
 	var out, errOut bytes.Buffer
-	if code := run(context.Background(), []string{"version", "extra"}, strings.NewReader(""), &out, &errOut); code != 2 {
-		t.Errorf("rekey version extra: exit %d, want 2 (%s)", code, errOut.String())
+	if code := run(context.Background(), []string{"-version"}, strings.NewReader(""), &out, &errOut); code != 2 ||
+		!strings.Contains(errOut.String(), "long flags take two dashes: --version") || out.Len() != 0 {
+		t.Errorf("rekey -version: exit %d, stdout %q, stderr %q", code, out.String(), errOut.String())
 	}
 }
 

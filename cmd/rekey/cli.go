@@ -1,0 +1,289 @@
+/*
+Copyright 2026 The rekey Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+// streams are the standard input and outputs of one run.
+type streams struct {
+	in       io.Reader
+	out, err io.Writer
+}
+
+// run runs the command line args and returns the exit status: 0 done (or
+// help shown), 2 a usage error, 1 any other failure. An error is written
+// once to stderr, as "rekey <command>: <message>"; a usage error is
+// followed by the command's usage line (a group of commands: its list of
+// commands).
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	cmd, err := execute(ctx, args, streams{in: stdin, out: stdout, err: stderr})
+	return report(cmd, err, stderr)
+}
+
+// execute builds the command tree, afresh for every run (nothing is shared
+// between runs), and runs args through it. It returns the command that ran
+// or failed.
+func execute(ctx context.Context, args []string, s streams) (*cobra.Command, error) {
+	root := newRootCmd(s)
+	root.SetArgs(args)
+	if len(args) == 0 || (args[0] != cobra.ShellCompRequestCmd && args[0] != cobra.ShellCompNoDescRequestCmd) {
+		// What pflag cannot refuse: look at the arguments as given.
+		if cmd, rest, err := root.Find(args); err == nil {
+			cmd.InitDefaultHelpFlag()
+			if err := checkRawArgs(cmd.Flags(), rest); err != nil {
+				return cmd, err
+			}
+		}
+	}
+	return root.ExecuteContextC(ctx)
+}
+
+// report writes err, if any, and returns the exit status.
+func report(cmd *cobra.Command, err error, stderr io.Writer) int {
+	if err == nil {
+		return 0
+	}
+	path := "rekey"
+	if cmd != nil {
+		path = cmd.CommandPath()
+	}
+	if !errors.Is(err, errUsage) {
+		fmt.Fprintf(stderr, "%s: %v\n", path, err)
+		return 1
+	}
+	fmt.Fprintf(stderr, "%s: %s\n", path, strings.TrimPrefix(err.Error(), errUsage.Error()+": "))
+	switch {
+	case cmd == nil:
+	case cmd.HasAvailableSubCommands():
+		fmt.Fprintf(stderr, "\n%s", cmd.UsageString())
+	default:
+		fmt.Fprintf(stderr, "Usage: %s\nRun '%s -h' for help.\n", cmd.UseLine(), path)
+	}
+	return 2
+}
+
+const rootLong = `rekey re-encrypts the KMS ciphertext stored in Kubernetes Secrets when the
+key behind it changes. This one binary is the operator (rekey controller),
+the command line of its embedded KMS-like engine (key, keystore, encrypt,
+decrypt, reencrypt, secret, manifests), of its KeyRotations (status, rerun),
+and the engine's AWS KMS-compatible endpoint (kms serve).
+
+Flags go anywhere among a command's arguments; everything after -- is an
+argument. Commands that open the engine take --keystore and --root-key-file
+(or REKEY_KEYSTORE and REKEY_ROOT_KEY_FILE). Exit status: 0 done, 1 failed,
+2 a usage error.`
+
+func newRootCmd(s streams) *cobra.Command {
+	var showVersion bool
+	root := &cobra.Command{
+		Use:   "rekey",
+		Short: "re-encrypt the KMS ciphertext of Kubernetes Secrets under new keys",
+		Long:  rootLong,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageErrorf("unknown command %q%s", args[0], suggest(cmd, args[0]))
+			}
+			return nil
+		},
+		RunE: func(*cobra.Command, []string) error {
+			if showVersion {
+				return printVersion(s.out)
+			}
+			return usageErrorf("a command is required")
+		},
+		// run writes errors and usage itself, once.
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		// So that "rekey frob --keystore x" says that frob is unknown.
+		FParseErrWhitelist: cobra.FParseErrWhitelist{UnknownFlags: true},
+	}
+	root.Flags().BoolVar(&showVersion, "version", false, "print rekey's version (as rekey version)")
+	root.AddCommand(
+		newControllerCmd(s),
+		newKeyCmd(s),
+		newKeystoreCmd(s),
+		newEncryptCmd(s),
+		newDecryptCmd(s),
+		newReEncryptCmd(s),
+		newSecretCmd(s),
+		newManifestsCmd(s),
+		newStatusCmd(s),
+		newRerunCmd(s),
+		newKMSCmd(s),
+		newVersionCmd(s),
+	)
+	root.SetIn(s.in)
+	root.SetOut(s.out)
+	root.SetErr(s.err)
+	root.SetHelpCommand(newHelpCmd())
+	root.SetUsageFunc(writeUsage)
+	root.SetFlagErrorFunc(flagError)
+	root.InitDefaultHelpCmd()
+	root.CompletionOptions.DisableDefaultCmd = true
+	finishTree(root)
+	return root
+}
+
+// finishTree makes every group of commands (one without a run of its own)
+// refuse a missing or unknown subcommand as a usage error, and every check
+// of positional arguments report usage errors.
+func finishTree(c *cobra.Command) {
+	if c.HasSubCommands() && !c.Runnable() {
+		c.Args = cobra.ArbitraryArgs
+		// "rekey key frob --keystore x" says that frob is unknown.
+		c.FParseErrWhitelist.UnknownFlags = true
+		c.RunE = func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usageErrorf("a subcommand is required")
+			}
+			return usageErrorf("unknown subcommand %q%s", args[0], suggest(cmd, args[0]))
+		}
+	}
+	if check := c.Args; check != nil {
+		c.Args = func(cmd *cobra.Command, args []string) error { return asUsage(check(cmd, args)) }
+	}
+	for _, sub := range c.Commands() {
+		finishTree(sub)
+	}
+}
+
+// suggest names the subcommands of cmd close to a mistyped name.
+func suggest(cmd *cobra.Command, name string) string {
+	if cmd.SuggestionsMinimumDistance <= 0 {
+		cmd.SuggestionsMinimumDistance = 2
+	}
+	if s := cmd.SuggestionsFor(name); len(s) > 0 {
+		return " (did you mean " + strings.Join(s, " or ") + "?)"
+	}
+	return ""
+}
+
+func newVersionCmd(s streams) *cobra.Command {
+	return &cobra.Command{
+		Use:               "version",
+		Short:             "print rekey's version (also rekey --version)",
+		Args:              noArgs,
+		ValidArgsFunction: cobra.NoFileCompletions,
+		RunE:              func(*cobra.Command, []string) error { return printVersion(s.out) },
+	}
+}
+
+func printVersion(w io.Writer) error {
+	_, err := fmt.Fprintf(w, "rekey %s\n", version)
+	return err
+}
+
+// newHelpCmd is "rekey help COMMAND...": cobra's help command, except that
+// an unknown command is a usage error.
+func newHelpCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "help [COMMAND]...",
+		Short: "show a command's help (as rekey COMMAND -h)",
+		Args:  cobra.ArbitraryArgs,
+		ValidArgsFunction: func(c *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+			cmd, rest, err := c.Root().Find(args)
+			if err != nil || len(rest) > 0 {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			var names []cobra.Completion
+			for _, sub := range cmd.Commands() {
+				if sub.IsAvailableCommand() && strings.HasPrefix(sub.Name(), toComplete) {
+					names = append(names, cobra.CompletionWithDesc(sub.Name(), sub.Short))
+				}
+			}
+			return names, cobra.ShellCompDirectiveNoFileComp
+		},
+		RunE: func(c *cobra.Command, args []string) error {
+			cmd, rest, err := c.Root().Find(args)
+			if err != nil || len(rest) > 0 {
+				return usageErrorf("no command %q", strings.Join(args, " "))
+			}
+			cmd.InitDefaultHelpFlag()
+			return cmd.Help()
+		},
+	}
+}
+
+// writeUsage is every command's usage: its usage line (with its
+// positional arguments), examples, subcommands and flags. cobra writes it
+// in the help (-h), and run after a usage error.
+func writeUsage(c *cobra.Command) error {
+	var b strings.Builder
+	if c.HasAvailableSubCommands() {
+		fmt.Fprintf(&b, "Usage:\n  %s COMMAND [flags]\n", c.CommandPath())
+	} else {
+		fmt.Fprintf(&b, "Usage:\n  %s\n", c.UseLine())
+	}
+	if c.HasExample() {
+		fmt.Fprintf(&b, "\nExamples:\n%s\n", strings.TrimRight(c.Example, "\n"))
+	}
+	if c.HasAvailableSubCommands() {
+		b.WriteString("\nCommands:\n")
+		writeCommandList(&b, c)
+	}
+	if c.HasAvailableLocalFlags() {
+		fmt.Fprintf(&b, "\nFlags:\n%s", c.LocalFlags().FlagUsagesWrapped(flagColumns))
+	}
+	if c.HasAvailableInheritedFlags() {
+		fmt.Fprintf(&b, "\nInherited flags:\n%s", c.InheritedFlags().FlagUsagesWrapped(flagColumns))
+	}
+	if c.HasAvailableSubCommands() {
+		fmt.Fprintf(&b, "\nRun '%s COMMAND -h' for a command's arguments and flags.\n", c.CommandPath())
+	}
+	_, _ = io.WriteString(c.OutOrStderr(), b.String())
+	return nil
+}
+
+// flagColumns is the width flag descriptions are wrapped to.
+const flagColumns = 100
+
+// writeCommandList lists the subcommands of c with their summaries; in a
+// group of commands (rekey key), each with its arguments (its use line).
+func writeCommandList(b *strings.Builder, c *cobra.Command) {
+	const widest = 34
+	type entry struct{ use, short string }
+	var entries []entry
+	width := 0
+	for _, sub := range c.Commands() {
+		if !sub.IsAvailableCommand() && sub.Name() != "help" {
+			continue
+		}
+		use := sub.Name()
+		if c.HasParent() && !sub.HasAvailableSubCommands() { // in a group: with its arguments
+			use = strings.TrimSpace(strings.TrimSuffix(sub.Use, "[flags]"))
+		}
+		entries = append(entries, entry{use, sub.Short})
+		if len(use) <= widest {
+			width = max(width, len(use))
+		}
+	}
+	for _, e := range entries {
+		if len(e.use) > widest {
+			fmt.Fprintf(b, "  %s\n  %-*s  %s\n", e.use, width, "", e.short)
+			continue
+		}
+		fmt.Fprintf(b, "  %-*s  %s\n", width, e.use, e.short)
+	}
+}

@@ -1,0 +1,176 @@
+/*
+Copyright 2026 The rekey Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/spf13/cobra"
+	"sigs.k8s.io/yaml"
+)
+
+// rekeyOut runs rekey with argv and no stdin.
+func rekeyOut(argv ...string) (string, string, int) {
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), argv, strings.NewReader(""), &out, &errOut)
+	return out.String(), errOut.String(), code
+}
+
+// walk calls fn on every command below root.
+func walk(c *cobra.Command, fn func(*cobra.Command)) {
+	for _, sub := range c.Commands() {
+		fn(sub)
+		walk(sub, fn)
+	}
+}
+
+// Every command checks its positional arguments, and its -h shows, on
+// stdout, its use line (with the positionals), its flags and its examples.
+func TestEveryCommandsHelp(t *testing.T) {
+	root := newRootCmd(streams{in: strings.NewReader(""), out: io.Discard, err: io.Discard})
+	n := 0
+	walk(root, func(c *cobra.Command) {
+		n++
+		path := strings.Fields(c.CommandPath())[1:]
+		if c.Args == nil {
+			t.Errorf("%s: no check of its positional arguments", c.CommandPath())
+		}
+		out, errOut, code := rekeyOut(append(path, "-h")...)
+		if code != 0 || errOut != "" || !strings.Contains(out, "Usage:\n") {
+			t.Errorf("%s -h: exit %d, stderr %q:\n%s", c.CommandPath(), code, errOut, out)
+			return
+		}
+		if !c.HasAvailableSubCommands() && !strings.Contains(out, c.CommandPath()+strings.TrimPrefix(c.Use, c.Name())) {
+			t.Errorf("%s -h does not show its use line %q:\n%s", c.CommandPath(), c.Use, out)
+		}
+		if c.Example != "" && !strings.Contains(out, "Examples:\n"+c.Example) {
+			t.Errorf("%s -h does not show its examples:\n%s", c.CommandPath(), out)
+		}
+	})
+	if n < 30 {
+		t.Fatalf("only %d commands", n)
+	}
+	out, _, code := rekeyOut("key", "allow", "--help")
+	for _, want := range []string{"rekey key allow KEY NAMESPACE... [flags]", "--keystore FILE", "--root-key-file FILE"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("key allow --help: exit %d, no %q:\n%s", code, want, out)
+		}
+	}
+	// help COMMAND is COMMAND -h.
+	if out, _, code := rekeyOut("help", "key", "allow"); code != 0 || !strings.Contains(out, "rekey key allow KEY NAMESPACE...") {
+		t.Errorf("help key allow: exit %d:\n%s", code, out)
+	}
+}
+
+// Usage errors exit 2 and say so once on stderr, with the usage line, or a
+// group's list of commands; nothing is written to stdout.
+func TestUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		argv []string
+		msg  []string
+	}{
+		{nil, []string{"rekey: a command is required", "Commands:\n", "  encrypt "}},
+		{[]string{"encryp"}, []string{`rekey: unknown command "encryp" (did you mean encrypt?)`, "Commands:\n"}},
+		{[]string{"frob", "--keystore", "x"}, []string{`rekey: unknown command "frob"`}},
+		{[]string{"help", "frob"}, []string{`rekey help: no command "frob"`}},
+		{[]string{"key"}, []string{"rekey key: a subcommand is required", "  allow KEY NAMESPACE...  "}},
+		{[]string{"key", "alow", "--keystore", "x"}, []string{`rekey key: unknown subcommand "alow" (did you mean allow`}},
+		{[]string{"keystore"}, []string{"restore --from FILE"}},
+		{[]string{"key", "describe"}, []string{"rekey key describe: takes 1 argument, got 0\nUsage: rekey key describe KEY [flags]\nRun 'rekey key describe -h' for help.\n"}},
+		{[]string{"key", "list", "-keystore", "x"}, []string{"rekey key list: -keystore: long flags take two dashes: --keystore"}},
+		{[]string{"status", "-n", "-A"}, []string{"rekey status: flag -n needs a value (it is followed by -A)"}},
+		{[]string{"encrypt", "--key", "--context", "a=b"}, []string{"rekey encrypt: flag --key needs a value (it is followed by --context)"}},
+		{[]string{"controller", "--page-size", "many"}, []string{"rekey controller: invalid value for --page-size: want an integer"}},
+		{[]string{"controller", "--zap-log-level", "--leader-elect"}, []string{"flag --zap-log-level needs a value"}},
+	} {
+		out, errOut, code := rekeyOut(tc.argv...)
+		if code != 2 || out != "" {
+			t.Errorf("rekey %q: exit %d (want 2), stdout %q, stderr %q", tc.argv, code, out, errOut)
+		}
+		for _, m := range tc.msg {
+			if !strings.Contains(errOut, m) {
+				t.Errorf("rekey %q: stderr lacks %q:\n%s", tc.argv, m, errOut)
+			}
+		}
+		if first, _, _ := strings.Cut(errOut, "\n"); strings.Count(errOut, first) != 1 || strings.Contains(errOut, "Error:") {
+			t.Errorf("rekey %q: the error was printed twice:\n%s", tc.argv, errOut)
+		}
+	}
+}
+
+// The arguments the Deployments in config/ give rekey parse: the command
+// exists, every flag is one of its flags, and it takes no stray argument.
+func TestDeploymentArgsParse(t *testing.T) {
+	n := 0
+	for _, file := range []string{"manager/manager.yaml", "kms-service/deployment.yaml"} {
+		b, err := os.ReadFile(filepath.Join("..", "..", "config", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for doc := range strings.SplitSeq(string(b), "\n---\n") {
+			var d struct {
+				Kind string
+				Spec struct {
+					Template struct {
+						Spec struct {
+							Containers []struct {
+								Name    string
+								Command []string
+								Args    []string
+							}
+						}
+					}
+				}
+			}
+			if err := yaml.Unmarshal([]byte(doc), &d); err != nil {
+				t.Fatalf("%s: %v", file, err)
+			}
+			for _, c := range d.Spec.Template.Spec.Containers {
+				if len(c.Command) != 1 || c.Command[0] != "/rekey" {
+					continue
+				}
+				n++
+				root := newRootCmd(streams{in: strings.NewReader(""), out: io.Discard, err: io.Discard})
+				cmd, rest, err := root.Find(c.Args)
+				if err == nil && cmd == root {
+					err = root.Args(root, c.Args)
+				}
+				if err == nil {
+					err = checkRawArgs(cmd.Flags(), rest)
+				}
+				if err == nil {
+					err = cmd.ParseFlags(rest)
+				}
+				if err == nil {
+					err = cmd.ValidateArgs(cmd.Flags().Args())
+				}
+				if err != nil {
+					t.Errorf("%s, container %s: rekey %q: %v", file, c.Name, c.Args, err)
+				}
+			}
+		}
+	}
+	if n != 2 {
+		t.Fatalf("found %d rekey containers, want 2 (the controller and kms serve)", n)
+	}
+}
