@@ -141,14 +141,18 @@ func newRootCmd(s streams) *cobra.Command {
 	root.SetUsageFunc(writeUsage)
 	root.SetFlagErrorFunc(flagError)
 	root.InitDefaultHelpCmd()
-	root.CompletionOptions.DisableDefaultCmd = true
+	root.InitDefaultCompletionCmd()
+	if completion, _, err := root.Find([]string{"completion"}); err == nil && completion != root {
+		completion.Short = "print a shell completion script: bash, zsh, fish or powershell"
+	}
 	finishTree(root)
 	return root
 }
 
-// finishTree makes every group of commands (one without a run of its own)
-// refuse a missing or unknown subcommand as a usage error, and every check
-// of positional arguments report usage errors.
+// finishTree makes every group of commands (one without a run of its own,
+// cobra's completion among them) refuse a missing or unknown subcommand as
+// a usage error, and every check of positional arguments report usage
+// errors.
 func finishTree(c *cobra.Command) {
 	if c.HasSubCommands() && !c.Runnable() {
 		c.Args = cobra.ArbitraryArgs

@@ -96,6 +96,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"key"}, []string{"rekey key: a subcommand is required", "  allow KEY NAMESPACE...  "}},
 		{[]string{"key", "alow", "--keystore", "x"}, []string{`rekey key: unknown subcommand "alow" (did you mean allow`}},
 		{[]string{"keystore"}, []string{"restore --from FILE"}},
+		{[]string{"completion", "frob"}, []string{`unknown subcommand "frob"`}},
+		{[]string{"completion", "bash", "extra"}, []string{"rekey completion bash: "}},
 		{[]string{"key", "describe"}, []string{"rekey key describe: takes 1 argument, got 0\nUsage: rekey key describe KEY [flags]\nRun 'rekey key describe -h' for help.\n"}},
 		{[]string{"key", "list", "-keystore", "x"}, []string{"rekey key list: -keystore: long flags take two dashes: --keystore"}},
 		{[]string{"status", "-n", "-A"}, []string{"rekey status: flag -n needs a value (it is followed by -A)"}},
@@ -115,6 +117,30 @@ func TestUsageErrors(t *testing.T) {
 		if first, _, _ := strings.Cut(errOut, "\n"); strings.Count(errOut, first) != 1 || strings.Contains(errOut, "Error:") {
 			t.Errorf("rekey %q: the error was printed twice:\n%s", tc.argv, errOut)
 		}
+	}
+}
+
+// rekey completion SHELL prints a completion script for the shell.
+func TestShellCompletion(t *testing.T) {
+	for shell, want := range map[string]string{
+		"bash":       "__start_rekey",
+		"zsh":        "#compdef rekey",
+		"fish":       "complete -c rekey",
+		"powershell": "Register-ArgumentCompleter",
+	} {
+		out, errOut, code := rekeyOut("completion", shell)
+		if code != 0 || errOut != "" || !strings.Contains(out, want) {
+			t.Errorf("completion %s: exit %d, stderr %q, no %q in:\n%.500s", shell, code, errOut, want, out)
+		}
+	}
+	// What the scripts call: subcommands, and flags after positionals.
+	out, _, code := rekeyOut("__complete", "key", "al")
+	if code != 0 || !strings.Contains(out, "alias\t") || !strings.Contains(out, "allow\t") || strings.Contains(out, "create\t") {
+		t.Errorf("__complete key al: exit %d:\n%s", code, out)
+	}
+	out, _, code = rekeyOut("__complete", "key", "allow", "alias/app", "--root")
+	if code != 0 || !strings.Contains(out, "--root-key-file\t") {
+		t.Errorf("__complete key allow alias/app --root: exit %d:\n%s", code, out)
 	}
 }
 

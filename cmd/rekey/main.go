@@ -27,6 +27,7 @@ limitations under the License.
 //	rekey manifests ...  re-encrypt the blobs of Secret manifests in files
 //	rekey status         show KeyRotations; rekey rerun starts one again
 //	rekey kms serve      serve the engine over the AWS KMS JSON protocol
+//	rekey completion     print a shell completion script
 //	rekey version        print the version (also rekey --version)
 //
 // The command line is built with cobra (cli.go): flags go anywhere among
