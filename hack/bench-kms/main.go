@@ -25,7 +25,11 @@ limitations under the License.
 //	    the floor, HTTP and JSON alone,
 //
 // each in its own process, and reports ops/s, p50/p99 latency and each
-// server's own CPU time per operation from /proc/PID/stat. On 2 cores the
+// server's own CPU time per operation from /proc/PID/stat. Every server
+// runs from the start and the load goes to one at a time, in rounds
+// (-rounds, 5 by default), so that whatever else the machine does during
+// the run falls on every server alike; the ratios are printed round by
+// round too. On 2 cores the
 // SDK client is the bottleneck, so CPU per operation is the honest figure.
 //
 // rekey runs as it would in production: a policy file (the load comes from
@@ -98,7 +102,8 @@ func main() {
 	}
 	attacks := flag.Bool("attacks", false, "run the resource attacks against rekey kms serve instead of the load benchmark")
 	rekeyBin := flag.String("rekey", "bin/rekey", "the rekey binary")
-	duration := flag.Duration("duration", 10*time.Second, "measured load per server")
+	duration := flag.Duration("duration", 10*time.Second, "measured load per server, in all rounds together")
+	rounds := flag.Int("rounds", 5, "rounds: each server is loaded for duration/rounds in turn, rounds times")
 	warmup := flag.Duration("warmup", 2*time.Second, "unmeasured load before each measurement")
 	clients := flag.Int("clients", 8, "concurrent SDK clients")
 	size := flag.Int("size", 1024, "plaintext bytes in the blob")
@@ -114,7 +119,7 @@ func main() {
 	case *decryptSession:
 		err = runDecryptSession(*rekeyBin, *duration, *warmup, *clients, *size, *gogc)
 	default:
-		err = run(*rekeyBin, *duration, *warmup, *clients, *size, *gogc, *withTLS)
+		err = run(*rekeyBin, *duration, *warmup, *rounds, *clients, *size, *gogc, *withTLS)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench-kms:", err)
@@ -239,28 +244,50 @@ func load(ctx context.Context, c *awskms.Client, in *awskms.ReEncryptInput, clie
 	return ops, errs, lat, firstErr
 }
 
-func measure(ctx context.Context, s *server, in *awskms.ReEncryptInput, clients int, warmup, d time.Duration, roots *x509.CertPool) (result, error) {
-	c := client(s.url, akid, secret, roots)
-	if _, _, _, err := load(ctx, c, in, clients, warmup); err != nil {
-		return result{}, fmt.Errorf("%s warm-up: %w", s.name, err)
-	}
-	cpu0, err := cpuTime(s.cmd.Process.Pid)
+// target is one server under measurement: its client, its request, and
+// what its slices added up to.
+type target struct {
+	s   *server
+	c   *awskms.Client
+	in  *awskms.ReEncryptInput
+	res result
+	lat []time.Duration
+	// perRound is the server's CPU per operation in each round.
+	perRound []float64
+}
+
+// slice loads t for d and adds what it cost to t.res.
+func (t *target) slice(ctx context.Context, clients int, d time.Duration) error {
+	cpu0, err := cpuTime(t.s.cmd.Process.Pid)
 	if err != nil {
-		return result{}, err
+		return err
 	}
 	t0 := time.Now()
-	ops, errs, lat, firstErr := load(ctx, c, in, clients, d)
+	ops, errs, lat, firstErr := load(ctx, t.c, t.in, clients, d)
 	elapsed := time.Since(t0)
-	cpu1, err := cpuTime(s.cmd.Process.Pid)
+	cpu1, err := cpuTime(t.s.cmd.Process.Pid)
 	if err != nil {
-		return result{}, err
+		return err
 	}
 	if errs > 0 {
-		return result{}, fmt.Errorf("%s: %d of %d calls failed, first: %w", s.name, errs, ops+errs, firstErr)
+		return fmt.Errorf("%s: %d of %d calls failed, first: %w", t.s.name, errs, ops+errs, firstErr)
 	}
-	slices.Sort(lat)
-	return result{name: s.name, ops: ops, elapsed: elapsed, cpu: cpu1 - cpu0,
-		p50: lat[len(lat)/2], p99: lat[len(lat)*99/100]}, nil
+	if ops == 0 {
+		return fmt.Errorf("%s: no call completed in %v", t.s.name, d)
+	}
+	t.res.ops += ops
+	t.res.elapsed += elapsed
+	t.res.cpu += cpu1 - cpu0
+	t.lat = append(t.lat, lat...)
+	t.perRound = append(t.perRound, (cpu1-cpu0).Seconds()/float64(ops))
+	return nil
+}
+
+func (t *target) finish() result {
+	slices.Sort(t.lat)
+	t.res.name = t.s.name
+	t.res.p50, t.res.p99 = t.lat[len(t.lat)/2], t.lat[len(t.lat)*99/100]
+	return t.res
 }
 
 // setup creates a source and a destination key with their aliases on a
@@ -290,7 +317,7 @@ func setup(ctx context.Context, url string, size int, roots *x509.CertPool) (*aw
 		DestinationKeyId: dst.KeyMetadata.Arn, DestinationEncryptionContext: ec}, nil
 }
 
-func run(rekeyBin string, d, warmup time.Duration, clients, size, gogc int, withTLS bool) error {
+func run(rekeyBin string, d, warmup time.Duration, rounds, clients, size, gogc int, withTLS bool) error {
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "rekey-bench-kms-")
 	if err != nil {
@@ -315,7 +342,7 @@ func run(rekeyBin string, d, warmup time.Duration, clients, size, gogc int, with
 		return err
 	}
 	// kms serve opens an existing keystore; only rekey keystore init makes one.
-	// The TLS run has a keystore of its own, so its setup starts afresh.
+	// The TLS server has a keystore (and an audit log) of its own.
 	for _, ks := range []string{"keys.rks", "keys-tls.rks"} {
 		if out, err := exec.Command(rekeyBin, "keystore", "init", "--keystore", filepath.Join(dir, ks),
 			"--root-key-file", filepath.Join(dir, "root.key")).CombinedOutput(); err != nil {
@@ -327,14 +354,17 @@ func run(rekeyBin string, d, warmup time.Duration, clients, size, gogc int, with
 		return err
 	}
 
-	fmt.Printf("bench-kms: ReEncrypt of a %d-byte plaintext, %d SDK clients, %v per server (after %v warm-up), GOGC=%d for every server, %d cores\n",
-		size, clients, d, warmup, gogc, numCPU())
+	if rounds < 1 {
+		return fmt.Errorf("-rounds must be at least 1")
+	}
+	fmt.Printf("bench-kms: ReEncrypt of a %d-byte plaintext, %d SDK clients, %v per server in %d rounds (after %v warm-up), GOGC=%d for every server, %d cores\n",
+		size, clients, d, rounds, warmup, gogc, numCPU())
 	fmt.Printf("rekey: --policy-file (load principal: ReEncrypt and DescribeKey on two aliases), --audit-log to a file\n\n")
 	rekeyArgs := func(ks string, tlsArgs ...string) *exec.Cmd {
 		args := append([]string{"kms", "serve", "--listen", "127.0.0.1:0",
 			"--keystore", filepath.Join(dir, ks), "--root-key-file", filepath.Join(dir, "root.key"),
 			"--credentials-file", filepath.Join(dir, "creds"), "--policy-file", filepath.Join(dir, "policy.json"),
-			"--audit-log", filepath.Join(dir, "audit.log")}, tlsArgs...)
+			"--audit-log", filepath.Join(dir, strings.TrimSuffix(ks, ".rks")+"-audit.log")}, tlsArgs...)
 		return exec.Command(rekeyBin, args...)
 	}
 	// spec is one server to measure: real ones get keys made by setup.
@@ -353,8 +383,15 @@ func run(rekeyBin string, d, warmup time.Duration, clients, size, gogc int, with
 			spec{"null, TLS", exec.Command(self, "serve-null", certFile, keyFile), false, true},
 			spec{"rekey kms serve, TLS", rekeyArgs("keys-tls.rks", "--tls-cert-file", certFile, "--tls-key-file", keyFile), true, true})
 	}
-	results := map[string]result{}
-	var order []string
+	// Every server runs from the start; the load goes to one at a time, in
+	// rounds, so that whatever else the machine does in a minute falls on
+	// every server alike instead of on the one measured then.
+	var targets []*target
+	defer func() {
+		for _, t := range targets {
+			t.s.stop()
+		}
+	}()
 	for _, spec := range specs {
 		// The same GC target for every server, so none is favoured.
 		spec.cmd.Env = append(os.Environ(), fmt.Sprintf("GOGC=%d", gogc))
@@ -366,22 +403,38 @@ func run(rekeyBin string, d, warmup time.Duration, clients, size, gogc int, with
 		if spec.tls {
 			r = roots
 		}
-		in := &awskms.ReEncryptInput{CiphertextBlob: make([]byte, size+58), DestinationKeyId: aws.String("alias/null")}
+		t := &target{s: s, c: client(s.url, akid, secret, r),
+			in: &awskms.ReEncryptInput{CiphertextBlob: make([]byte, size+58), DestinationKeyId: aws.String("alias/null")}}
+		targets = append(targets, t)
 		if spec.real {
-			if in, err = setup(ctx, s.url, size, r); err != nil {
-				s.stop()
+			if t.in, err = setup(ctx, s.url, size, r); err != nil {
 				return fmt.Errorf("%s setup: %w", s.name, err)
 			}
 		}
-		res, err := measure(ctx, s, in, clients, warmup, d, r)
-		s.stop()
-		if err != nil {
-			return err
+		if _, _, _, err := load(ctx, t.c, t.in, clients, warmup); err != nil {
+			return fmt.Errorf("%s warm-up: %w", s.name, err)
 		}
-		results[spec.name] = res
-		order = append(order, spec.name)
 	}
-	if n, err := countLines(filepath.Join(dir, "audit.log")); err == nil {
+	for range rounds {
+		for _, t := range targets {
+			if err := t.slice(ctx, clients, d/time.Duration(rounds)); err != nil {
+				return err
+			}
+		}
+	}
+	results := map[string]result{}
+	byName := map[string]*target{}
+	var order []string
+	for _, t := range targets {
+		results[t.s.name] = t.finish()
+		byName[t.s.name] = t
+		order = append(order, t.s.name)
+	}
+	for _, t := range targets {
+		t.s.stop()
+	}
+	targets = nil
+	if n, err := countLines(filepath.Join(dir, "keys-audit.log")); err == nil {
 		fmt.Printf("rekey's audit log: %d lines\n\n", n)
 	}
 
@@ -395,12 +448,23 @@ func run(rekeyBin string, d, warmup time.Duration, clients, size, gogc int, with
 	}
 	rk, lk := perOp("rekey kms serve"), perOp("local-kms")
 	fmt.Printf("\nrekey/null CPU per op: %.2fx (target <= 1.5x); rekey/local-kms: %.2fx (target <= 0.6x)\n", rk/null, rk/lk)
+	fmt.Printf("round by round: rekey/null %s; rekey/local-kms %s\n",
+		ratios(byName["rekey kms serve"], byName["null (HTTP floor)"]), ratios(byName["rekey kms serve"], byName["local-kms"]))
 	if withTLS {
 		tn, tr := perOp("null, TLS"), perOp("rekey kms serve, TLS")
 		fmt.Printf("over TLS: rekey %.1f µs per op, %.2fx the TLS null server (%.1f µs), %.2fx rekey over plain HTTP\n",
 			tr*1e6, tr/tn, tn*1e6, tr/rk)
 	}
 	return nil
+}
+
+// ratios lists a's CPU per operation over b's, round by round.
+func ratios(a, b *target) string {
+	parts := make([]string, len(a.perRound))
+	for i := range a.perRound {
+		parts[i] = fmt.Sprintf("%.2f", a.perRound[i]/b.perRound[i])
+	}
+	return strings.Join(parts, " ")
 }
 
 func countLines(path string) (int, error) {
