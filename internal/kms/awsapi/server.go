@@ -289,7 +289,8 @@ var (
 )
 
 func requestID() string {
-	return requestIDPrefix + strconv.FormatUint(requestSeq.Add(1), 10)
+	var b [40]byte
+	return string(strconv.AppendUint(append(b[:0], requestIDPrefix...), requestSeq.Add(1), 10))
 }
 
 // ServeHTTP implements http.Handler.

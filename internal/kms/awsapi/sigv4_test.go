@@ -20,6 +20,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"math/rand/v2"
 	"net/http"
 	"strings"
 	"testing"
@@ -109,6 +110,56 @@ func TestParseCredentials(t *testing.T) {
 	for _, bad := range []string{"", "AK1\n", "AK1 SK1 extra\n", "AK1 SK1\nAK1 SK2\n"} {
 		if _, err := ParseCredentials(strings.NewReader(bad)); err == nil {
 			t.Fatalf("accepted %q", bad)
+		}
+	}
+}
+
+// TestParseAmzDate: the hand-written X-Amz-Date parser accepts exactly
+// what time.Parse accepts, with the same time.
+func TestParseAmzDate(t *testing.T) {
+	check := func(s string) {
+		t.Helper()
+		want, werr := time.Parse(amzDateFmt, s)
+		got, ok := parseAmzDate(s)
+		if ok != (werr == nil) || (ok && !got.Equal(want)) {
+			t.Fatalf("parseAmzDate(%q) = %v, %v; time.Parse: %v, %v", s, got, ok, want, werr)
+		}
+	}
+	for _, s := range []string{"20261130T215959Z", "20240229T000000Z", "20250229T000000Z", "20260431T120000Z", "20261231T235959Z",
+		"20260101T240000Z", "20260101T236000Z", "20260101T235960Z", "20261301T000000Z", "20260001T000000Z", "20260100T000000Z",
+		"00000101T000000Z", "2026113OT215959Z", "20261130 215959Z", "20261130T215959z", "20261130T215959", "+0261130T215959Z",
+		"20261130T21595 Z", "-2026113T215959Z", ""} {
+		check(s)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	const digits = "0123456789"
+	for range 200000 {
+		b := []byte("20261130T215959Z")
+		for range 1 + rng.IntN(3) {
+			i := rng.IntN(len(b))
+			switch rng.IntN(8) {
+			case 0:
+				b[i] = byte(rng.IntN(256))
+			default:
+				b[i] = digits[rng.IntN(10)]
+			}
+		}
+		check(string(b))
+	}
+}
+
+// TestCanonicalHeader: the names spelled out by hand are net/http's.
+func TestCanonicalHeader(t *testing.T) {
+	for _, name := range []string{"content-type", "x-amz-date", "x-amz-target", "x-amz-security-token", "x-amz-content-sha256",
+		"amz-sdk-invocation-id", "amz-sdk-request", "x-amz-user-agent", "x-amz-meta-other", "content-length"} {
+		if got, want := canonicalHeader(name), http.CanonicalHeaderKey(name); got != want {
+			t.Errorf("canonicalHeader(%q) = %q, want %q", name, got, want)
+		}
+	}
+	for _, v := range []string{"a b", " a", "a ", "a  b", "a\tb", "a\nb", "", "a b c"} {
+		want := v != strings.Join(strings.Fields(v), " ")
+		if got := needsFolding(v); got != want {
+			t.Errorf("needsFolding(%q) = %v, want %v", v, got, want)
 		}
 	}
 }
