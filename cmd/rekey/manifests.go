@@ -30,6 +30,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/spf13/cobra"
 
+	rekeyv1alpha1 "github.com/rekey-dev/rekey/api/v1alpha1"
 	"github.com/rekey-dev/rekey/internal/atomicfile"
 	"github.com/rekey-dev/rekey/internal/manifests"
 	awsprovider "github.com/rekey-dev/rekey/internal/provider/aws"
@@ -124,28 +125,40 @@ func (m *manifestsReencrypt) run(ctx context.Context, paths []string, s streams)
 		return err
 	}
 	counts := map[manifests.Outcome]int{}
+	var all []manifests.Finding
 	for _, path := range files {
-		if err := reencryptFile(ctx, r, path, m.check, m.toStdout, s.in, s.out, s.err, counts); err != nil {
+		found, err := reencryptFile(ctx, r, path, m.check, m.toStdout, s.in, s.out, s.err, counts)
+		if err != nil {
 			return err
 		}
+		all = append(all, found...)
+	}
+	// A Secret without the annotations that shares its name with an
+	// annotated one is, in a kustomize tree, a patch replacing its values:
+	// blobs that nothing here reads.
+	patches := manifests.Unannotated(all)
+	for _, f := range patches {
+		f.Message = "has data but no " + rekeyv1alpha1.EncryptedKeysAnnotation + " annotation, and an annotated Secret of that name is in these files " +
+			"(a kustomize patch?): its values were neither checked nor re-encrypted; give it the same rekey.dev annotations"
+		fmt.Fprintln(s.err, f.String())
 	}
 	verb := "re-encrypted"
 	if m.check {
 		verb = "under a source key"
 	}
 	n := counts[manifests.Rotated] + counts[manifests.UnderSource]
-	fmt.Fprintf(s.err, "rekey manifests: %d files, %d blobs %s, %d already under the destination, %d unknown, %d failed\n",
-		len(files), n, verb, counts[manifests.Current], counts[manifests.Unknown], counts[manifests.Failed])
-	if counts[manifests.Failed] > 0 || (m.check && (n > 0 || counts[manifests.Unknown] > 0)) {
+	fmt.Fprintf(s.err, "rekey manifests: %d files, %d blobs %s, %d already under the destination, %d unknown, %d failed, %d unannotated patches\n",
+		len(files), n, verb, counts[manifests.Current], counts[manifests.Unknown], counts[manifests.Failed], len(patches))
+	if counts[manifests.Failed] > 0 || len(patches) > 0 || (m.check && (n > 0 || counts[manifests.Unknown] > 0)) {
 		return errFindings
 	}
 	return nil
 }
 
-// reencryptFile re-encrypts (or checks) one file, prints its findings and
-// adds them to counts.
+// reencryptFile re-encrypts (or checks) one file, prints its findings,
+// adds them to counts and returns them.
 func reencryptFile(ctx context.Context, r *manifests.Rotation, path string, check, toStdout bool, stdin io.Reader, stdout, stderr io.Writer,
-	counts map[manifests.Outcome]int) error {
+	counts map[manifests.Outcome]int) ([]manifests.Finding, error) {
 	var src []byte
 	var err error
 	if path == "-" {
@@ -154,10 +167,10 @@ func reencryptFile(ctx context.Context, r *manifests.Rotation, path string, chec
 		src, err = readManifest(path)
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if len(src) > maxManifest {
-		return fmt.Errorf("%s is larger than %d MiB", path, maxManifest>>20)
+		return nil, fmt.Errorf("%s is larger than %d MiB", path, maxManifest>>20)
 	}
 	var findings []manifests.Finding
 	out := src
@@ -167,24 +180,24 @@ func reencryptFile(ctx context.Context, r *manifests.Rotation, path string, chec
 		out, findings, err = r.Reencrypt(ctx, path, src)
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, f := range findings {
 		counts[f.Outcome]++
-		if f.Outcome != manifests.Current {
+		if f.Outcome != manifests.Current && f.Outcome != manifests.NotAnnotated {
 			fmt.Fprintln(stderr, f.String())
 		}
 	}
 	switch {
 	case check:
-		return nil
+		return findings, nil
 	case path == "-" || toStdout:
 		_, err := stdout.Write(out)
-		return err
+		return findings, err
 	case slices.ContainsFunc(findings, func(f manifests.Finding) bool { return f.Outcome == manifests.Rotated }):
-		return writeInPlace(path, out)
+		return findings, writeInPlace(path, out)
 	}
-	return nil
+	return findings, nil
 }
 
 // maxManifest bounds one file read: a manifest, not a data dump.

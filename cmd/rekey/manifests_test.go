@@ -285,3 +285,66 @@ func TestManifestsUsageErrors(t *testing.T) {
 		})
 	}
 }
+
+// A kustomize overlay's patch that replaces an annotated Secret's values
+// but does not carry the annotations: its blobs would stay under the old
+// key, unseen. Both --check and a re-encryption fail and name it; with the
+// annotations copied into the patch, its blob is re-encrypted like any
+// other.
+func TestManifestsKustomizePatchWithoutAnnotations(t *testing.T) {
+	c := newCLI(t)
+	c.ok("", "key", "create", "--alias", "alias/old")
+	c.ok("", "key", "create", "--alias", "alias/new")
+	blob := func(pt string) string { return strings.TrimSpace(c.ok(pt, "encrypt", "--key", "alias/old")) }
+	dir := t.TempDir()
+	patch := "apiVersion: v1\nkind: Secret\nmetadata:\n  name: billing-db\ndata:\n  password: " + blob("PROD-PASSWORD") + "\n"
+	files := map[string]string{
+		"base/kustomization.yaml": "resources: [secret.yaml]\n",
+		"base/secret.yaml": "apiVersion: v1\nkind: Secret\nmetadata:\n  name: billing-db\n  namespace: billing\n" +
+			"  annotations: {rekey.dev/encrypted-keys: password}\ndata:\n  password: " + blob("BASE-PASSWORD") + "\n",
+		"overlays/prod/kustomization.yaml": "resources: [../../base]\npatches:\n  - path: secret-patch.yaml\n",
+		"overlays/prod/secret-patch.yaml":  patch,
+		"overlays/prod/tls.yaml":           "apiVersion: v1\nkind: Secret\nmetadata: {name: tls}\ndata: {tls.crt: Y2VydA==}\n",
+	}
+	for name, body := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reencrypt := func(extra ...string) (string, int) {
+		argv := append([]string{"manifests", "reencrypt", dir, "--source-key", "alias/old", "--destination-key", "alias/new"}, c.args...)
+		_, report, code := rekeyCmd("", append(argv, extra...)...)
+		return report, code
+	}
+	patchPath := filepath.Join(dir, "overlays/prod/secret-patch.yaml")
+	for _, extra := range [][]string{{"--check"}, nil} {
+		report, code := reencrypt(extra...)
+		if code != 1 || !strings.Contains(report, patchPath+":1: Secret billing-db: NotAnnotated: has data but no rekey.dev/encrypted-keys") ||
+			!strings.Contains(report, "1 unannotated patches") || strings.Contains(report, "tls") {
+			t.Fatalf("%v: exit %d\n%s", extra, code, report)
+		}
+	}
+	if b, _ := os.ReadFile(patchPath); string(b) != patch {
+		t.Fatal("the unannotated patch was changed")
+	}
+	// The base was re-encrypted by the second run; the patch, annotated
+	// now, is what is left under the old key.
+	annotated := strings.Replace(patch, "  name: billing-db\n", "  name: billing-db\n  annotations: {rekey.dev/encrypted-keys: password}\n", 1)
+	if err := os.WriteFile(patchPath, []byte(annotated), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if report, code := reencrypt("--check"); code != 1 || !strings.Contains(report, "1 blobs under a source key, 1 already under the destination") ||
+		!strings.Contains(report, "0 unannotated patches") {
+		t.Fatalf("check with the annotated patch: exit %d\n%s", code, report)
+	}
+	if report, code := reencrypt(); code != 0 {
+		t.Fatalf("reencrypt: exit %d\n%s", code, report)
+	}
+	if report, code := reencrypt("--check"); code != 0 || !strings.Contains(report, "0 blobs under a source key, 2 already under the destination") {
+		t.Fatalf("check after: exit %d\n%s", code, report)
+	}
+}

@@ -79,6 +79,13 @@ const (
 	Unknown Outcome = "Unknown"
 	// Failed: not re-encrypted; Reason says why. The Secret is unchanged.
 	Failed Outcome = "Failed"
+	// NotAnnotated: a Secret manifest with data but no
+	// rekey.dev/encrypted-keys, so nothing in it is read or changed (one
+	// finding per Secret; Field and Key are empty). Harmless for a Secret
+	// rekey has nothing to do with; for a kustomize patch of an annotated
+	// Secret (same name, in another file), its values are blobs no one
+	// re-encrypts: see Unannotated.
+	NotAnnotated Outcome = "NotAnnotated"
 )
 
 // Finding is one blob's outcome.
@@ -96,6 +103,9 @@ type Finding struct {
 
 func (f Finding) String() string {
 	s := fmt.Sprintf("%s:%d: Secret %s, %s.%s: %s", f.Path, f.Line, secretName(f.Namespace, f.Secret), f.Field, f.Key, f.Outcome)
+	if f.Field == "" {
+		s = fmt.Sprintf("%s:%d: Secret %s: %s", f.Path, f.Line, secretName(f.Namespace, f.Secret), f.Outcome)
+	}
 	if f.Reason != "" {
 		s += " (" + f.Reason + ")"
 	}
@@ -282,6 +292,35 @@ func field(m *yaml.Node, key string) *yaml.Node {
 	return nil
 }
 
+// hasValues reports whether n is a mapping with at least one entry.
+func hasValues(n *yaml.Node) bool {
+	return n != nil && n.Kind == yaml.MappingNode && len(n.Content) > 0
+}
+
+// Unannotated returns the NotAnnotated findings that name a Secret an
+// annotated one also names (the same name, and the same namespace where
+// both give one) — in a kustomize tree, a patch whose values replace the
+// annotated Secret's and are never re-encrypted or checked. Pass every
+// finding of a run, across its files.
+func Unannotated(findings []Finding) []Finding {
+	annotated := map[string][]string{} // name: namespaces
+	for _, f := range findings {
+		if f.Outcome != NotAnnotated {
+			annotated[f.Secret] = append(annotated[f.Secret], f.Namespace)
+		}
+	}
+	var out []Finding
+	for _, f := range findings {
+		if f.Outcome != NotAnnotated {
+			continue
+		}
+		if slices.ContainsFunc(annotated[f.Secret], func(ns string) bool { return ns == "" || f.Namespace == "" || ns == f.Namespace }) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
 func scalar(m *yaml.Node, key string) string {
 	if n := field(m, key); n != nil && n.Kind == yaml.ScalarNode {
 		return n.Value
@@ -303,10 +342,13 @@ func (r *Rotation) secretBlobs(path string, doc *yaml.Node, file []byte, lines [
 	meta := field(root, "metadata")
 	ann := field(meta, "annotations")
 	keysAnn := field(ann, rekeyv1alpha1.EncryptedKeysAnnotation)
+	ns, name := scalar(meta, "namespace"), scalar(meta, "name")
 	if keysAnn == nil {
+		if hasValues(field(root, "data")) || hasValues(field(root, "stringData")) {
+			return nil, []Finding{{Path: path, Line: root.Line, Namespace: ns, Secret: name, Outcome: NotAnnotated}}, nil
+		}
 		return nil, nil, nil
 	}
-	ns, name := scalar(meta, "namespace"), scalar(meta, "name")
 	values := map[string]*yaml.Node{}
 	fieldOf := map[string]string{}
 	present := map[string][]byte{}

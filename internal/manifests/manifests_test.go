@@ -21,6 +21,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -157,10 +158,12 @@ data:
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(findings) != 3 {
+			// Three blobs rotated; the Secret without the annotations is
+			// only reported, not read.
+			if len(findings) != 4 || findings[3].Outcome != NotAnnotated || findings[3].Secret != "unannotated" {
 				t.Fatalf("findings: %v", findings)
 			}
-			for _, f := range findings {
+			for _, f := range findings[:3] {
 				if f.Outcome != Rotated {
 					t.Fatalf("finding: %v", f)
 				}
@@ -197,7 +200,7 @@ data:
 				t.Fatal(err)
 			}
 			for _, f := range fs {
-				if f.Outcome != Current {
+				if f.Outcome != Current && f.Outcome != NotAnnotated {
 					t.Fatalf("after: %v", f)
 				}
 			}
@@ -206,7 +209,7 @@ data:
 				t.Fatal(err)
 			}
 			for _, f := range fs {
-				if f.Outcome != UnderSource {
+				if f.Outcome != UnderSource && f.Outcome != NotAnnotated {
 					t.Fatalf("before: %v", f)
 				}
 			}
@@ -341,13 +344,42 @@ func TestContextPlaceholders(t *testing.T) {
 func TestNothingToDo(t *testing.T) {
 	v := newEnv(t, "alias/old", "alias/new")
 	r := v.rotation(true, []string{"alias/old"})
-	src := "# nothing here\napiVersion: v1\nkind: Secret\nmetadata: {name: x}\ndata: {a: YQ==}\n"
+	src := "# nothing here\napiVersion: v1\nkind: Secret\nmetadata: {name: x}\ndata: {a: YQ==}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: y}\n"
 	out, findings, err := r.Reencrypt(context.Background(), "f.yaml", []byte(src))
-	if err != nil || string(out) != src || len(findings) != 0 {
+	// The Secret with data is reported NotAnnotated (for Unannotated to
+	// match against the run's annotated Secrets), the empty one not at all.
+	if err != nil || string(out) != src || len(findings) != 1 || findings[0].Outcome != NotAnnotated || findings[0].Secret != "x" ||
+		findings[0].Line != 2 || findings[0].String() != "f.yaml:2: Secret x: NotAnnotated" {
 		t.Fatalf("%q %v %v", out, findings, err)
 	}
 	if _, _, err := r.Reencrypt(context.Background(), "f.yaml", []byte("a: [")); err == nil {
 		t.Fatal("a file that does not parse: no error")
+	}
+}
+
+// TestUnannotated: an unannotated Secret counts as a patch of an annotated
+// one when the names match and the namespaces do not differ (a patch often
+// leaves the namespace to kustomize).
+func TestUnannotated(t *testing.T) {
+	annotated := []Finding{
+		{Secret: "db", Namespace: "billing", Outcome: Rotated},
+		{Secret: "api", Outcome: Current},
+	}
+	for _, tc := range []struct {
+		f    Finding
+		want bool
+	}{
+		{Finding{Secret: "db", Namespace: "billing"}, true},
+		{Finding{Secret: "db"}, true},
+		{Finding{Secret: "db", Namespace: "shop"}, false},
+		{Finding{Secret: "api", Namespace: "anything"}, true},
+		{Finding{Secret: "tls", Namespace: "billing"}, false},
+	} {
+		tc.f.Outcome = NotAnnotated
+		got := Unannotated(append(slices.Clone(annotated), tc.f))
+		if (len(got) == 1 && got[0] == tc.f) != tc.want || len(got) > 1 {
+			t.Errorf("%+v: Unannotated = %+v, want it listed: %v", tc.f, got, tc.want)
+		}
 	}
 }
 
