@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -183,24 +184,85 @@ func flagPart(fs *pflag.FlagSet, a string) string {
 	return a[:2]
 }
 
-// flagError turns pflag's parse errors into usage errors that never echo a
-// flag's value (pflag's "invalid argument" does), nor a cluster of
-// shorthands that may be a misplaced value.
+// flagError turns pflag's parse errors into usage errors that name at most
+// a flag, never a value nor a whole argument: pflag's own messages echo
+// the value ("invalid argument"), the whole argument ("bad flag syntax"),
+// or everything up to an '=' ("unknown flag", which takes in a value given
+// in the same argument after a space).
 func flagError(_ *cobra.Command, err error) error {
-	var invalid *pflag.InvalidValueError
-	var unknown *pflag.NotExistError
+	var (
+		invalid  *pflag.InvalidValueError
+		unknown  *pflag.NotExistError
+		syntax   *pflag.InvalidSyntaxError
+		required *pflag.ValueRequiredError
+	)
 	switch {
 	case errors.As(err, &invalid):
 		f := invalid.GetFlag()
 		if want := typeName(f.Value.Type()); want != "" {
 			return usageErrorf("invalid value for --%s: want %s", f.Name, want)
 		}
-		// rekey's own flag types say what is wrong without the value.
-		return usageErrorf("invalid value for --%s: %v", f.Name, invalid.Unwrap())
+		if want := otherValues[f.Name]; want != "" {
+			return usageErrorf("invalid value for --%s: want %s", f.Name, want)
+		}
+		if ownValue(f.Value) {
+			// rekey's own flag types say what is wrong without the value.
+			return usageErrorf("invalid value for --%s: %v", f.Name, invalid.Unwrap())
+		}
+		return usageErrorf("invalid value for --%s", f.Name)
 	case errors.As(err, &unknown) && unknown.GetSpecifiedShortnames() != "":
 		return usageErrorf("unknown shorthand flag -%s", unknown.GetSpecifiedName())
+	case errors.As(err, &unknown):
+		name, cut := flagName(unknown.GetSpecifiedName())
+		if cut {
+			return usageErrorf("unknown flag: --%s (a flag and its value in one argument? give them as two, or as --%s=VALUE)", name, name)
+		}
+		return usageErrorf("unknown flag: --%s", name)
+	case errors.As(err, &syntax):
+		arg := syntax.GetSpecifiedFlag()
+		if name, _ := flagName(strings.TrimLeft(arg, "-")); strings.HasPrefix(arg, "---") && name != "" {
+			return usageErrorf("bad flag syntax: an argument starts with three dashes (---%s); flags take two: --%s", name, name)
+		}
+		return usageErrorf("bad flag syntax: an argument starts with %q", arg[:min(len(arg), 3)])
+	case errors.As(err, &required):
+		if required.GetSpecifiedShortnames() != "" {
+			return usageErrorf("flag -%s needs a value", required.GetSpecifiedName())
+		}
+		return usageErrorf("flag --%s needs a value", required.GetSpecifiedName())
 	}
-	return asUsage(err)
+	// No other error comes out of pflag's parse; should one, its text may
+	// hold a value.
+	return usageErrorf("the flags do not parse (see -h)")
+}
+
+// flagName is the name part of a flag written name=value or with its value
+// after a space in the same argument; cut reports whether anything
+// followed the name.
+func flagName(s string) (name string, cut bool) {
+	i := strings.IndexFunc(s, func(r rune) bool { return r == '=' || unicode.IsSpace(r) })
+	if i < 0 {
+		return s, false
+	}
+	return s[:i], true
+}
+
+// ownValue reports whether v is one of rekey's flag types, whose errors
+// say what is wrong without echoing the value.
+func ownValue(v pflag.Value) bool {
+	switch v.(type) {
+	case contextFlag, *listFlag, *multiFlag, *hostsFlag, rawFlag:
+		return true
+	}
+	return false
+}
+
+// otherValues say what the values of flags of other packages' types look
+// like (controller-runtime's logging flags), whose errors echo the value.
+var otherValues = map[string]string{
+	"zap-log-level":        "debug, info, error, panic or an integer above 0",
+	"zap-encoder":          "json or console",
+	"zap-stacktrace-level": "info, error or panic",
+	"zap-time-encoding":    "epoch, millis, nano, iso8601, rfc3339 or rfc3339nano",
 }
 
 // typeName says what a value of one of pflag's (or Go's) types looks

@@ -83,8 +83,17 @@ func TestFlagsAndCheckRawArgs(t *testing.T) {
 		{args: []string{"a", "--key", "-namespace=secret"}, err: "flag --key needs a value (it is followed by -namespace)", noEcho: "secret"},
 		{args: []string{"rerun", "-n", "-A"}, err: "flag -n needs a value (it is followed by -A)"},
 		{args: []string{"-An", "--key"}, err: "flag -n needs a value (it is followed by --key)"},
-		{args: []string{"a", "--key"}, err: "flag needs an argument: --key"},
+		{args: []string{"a", "--key"}, err: "flag --key needs a value"},
+		{args: []string{"a", "-An"}, err: "flag -n needs a value"},
 		{args: []string{"--frob", "a"}, err: "unknown flag: --frob"},
+		// pflag's own messages echo the argument: all of it (bad flag
+		// syntax), or up to an '=' (unknown flag).
+		{args: []string{"---key=secret"}, err: "bad flag syntax: an argument starts with three dashes (---key); flags take two: --key", noEcho: "secret"},
+		{args: []string{"---key secret"}, err: "three dashes (---key)", noEcho: "secret"},
+		{args: []string{"--=secret"}, err: `bad flag syntax: an argument starts with "--="`, noEcho: "secret"},
+		{args: []string{"--frob secret"}, err: "unknown flag: --frob (a flag and its value in one argument?", noEcho: "secret"},
+		{args: []string{"--frob\tsecret=x"}, err: "unknown flag: --frob (", noEcho: "secret"},
+		{args: []string{"--frob=secret"}, err: "unknown flag: --frob", noEcho: "secret"},
 		{args: []string{"-x", "a"}, err: "unknown shorthand flag -x"},
 		{args: []string{"-xsecret"}, err: "unknown shorthand flag -x", noEcho: "secret"},
 		// A long flag with one dash would be read as shorthands: -n amespace.
