@@ -101,11 +101,22 @@ func (f *keyServiceFlags) check() error {
 }
 
 // checkEndpoint accepts https://HOST[:PORT][/PATH], and http only to a
-// loopback address: Encrypt sends the plaintext in the request.
+// loopback address: Encrypt sends the plaintext in the request. Its errors
+// never echo the URL: user info, a query or a path may hold credentials.
 func checkEndpoint(endpoint string) error {
 	u, err := url.Parse(endpoint)
-	if err != nil || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return fmt.Errorf("%w: --kms-endpoint %q: want https://HOST[:PORT]", errUsage, endpoint)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w: --kms-endpoint: not a URL; want https://HOST[:PORT]", errUsage)
+	case u.User != nil:
+		return fmt.Errorf("%w: --kms-endpoint: the endpoint URL must not carry user info (USER:PASSWORD@): "+
+			"the AWS SDK's credentials sign the requests; want https://HOST[:PORT]", errUsage)
+	case u.RawQuery != "" || u.ForceQuery:
+		return fmt.Errorf("%w: --kms-endpoint: the endpoint URL must not carry a query (?...); want https://HOST[:PORT]", errUsage)
+	case u.Fragment != "" || strings.Contains(endpoint, "#"):
+		return fmt.Errorf("%w: --kms-endpoint: the endpoint URL must not carry a fragment (#...); want https://HOST[:PORT]", errUsage)
+	case u.Host == "":
+		return fmt.Errorf("%w: --kms-endpoint: the endpoint URL has no host; want https://HOST[:PORT]", errUsage)
 	}
 	switch u.Scheme {
 	case "https":
@@ -114,9 +125,9 @@ func checkEndpoint(endpoint string) error {
 		if ip := net.ParseIP(u.Hostname()); (ip != nil && ip.IsLoopback()) || u.Hostname() == "localhost" {
 			return nil
 		}
-		return fmt.Errorf("%w: --kms-endpoint %s: http only to a loopback address (plaintext values would cross the network unencrypted); use https", errUsage, endpoint)
+		return fmt.Errorf("%w: --kms-endpoint http://%s: http only to a loopback address (plaintext values would cross the network unencrypted); use https", errUsage, u.Host)
 	default:
-		return fmt.Errorf("%w: --kms-endpoint %q: want https://HOST[:PORT]", errUsage, endpoint)
+		return fmt.Errorf("%w: --kms-endpoint: the endpoint URL's scheme is not https; want https://HOST[:PORT]", errUsage)
 	}
 }
 

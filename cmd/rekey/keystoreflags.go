@@ -121,7 +121,8 @@ func openStore(location string, root *keystore.RootKey, c client.Client) (keysto
 	ref, ok := strings.CutPrefix(location, secretScheme)
 	if !ok {
 		if strings.Contains(location, "://") {
-			return nil, fmt.Errorf("%w: keystore %q: use a file path or k8s://NAMESPACE/NAME", errUsage, location)
+			// Not echoed: a URL may carry credentials.
+			return nil, fmt.Errorf("%w: the keystore is a URL other than k8s://NAMESPACE/NAME: use a file path or k8s://NAMESPACE/NAME", errUsage)
 		}
 		return keystore.OpenFile(location, root), nil
 	}

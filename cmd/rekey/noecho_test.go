@@ -54,3 +54,42 @@ func TestParseErrorsDoNotEcho(t *testing.T) {
 		}
 	}
 }
+
+// TestEndpointNotEchoed is review 13's finding 2: --kms-endpoint with user
+// info or a query was refused with the URL, credentials and all, in the
+// message. Now the message says what is wrong and never shows the URL; the
+// same for a --keystore that is a URL.
+func TestEndpointNotEchoed(t *testing.T) {
+	t.Setenv("REKEY_KEYSTORE", "")
+	t.Setenv("REKEY_ROOT_KEY_FILE", "")
+	for _, tc := range []struct {
+		endpoint, msg string
+	}{
+		{"https://admin:" + hidden + "@kms.example.com", "the endpoint URL must not carry user info"},
+		{"https://" + hidden + "@kms.example.com", "the endpoint URL must not carry user info"},
+		{"https://kms.example.com/?X-Amz-Security-Token=" + hidden, "the endpoint URL must not carry a query"},
+		{"https://kms.example.com/#" + hidden, "the endpoint URL must not carry a fragment"},
+		{"http://kms.example.com/" + hidden, "--kms-endpoint http://kms.example.com: http only to a loopback address"},
+		{"ftp://kms.example.com/" + hidden, "the endpoint URL's scheme is not https"},
+		{"kms.example.com/" + hidden, "has no host"},
+		{"https://kms.example.com/%zz" + hidden, "not a URL"},
+	} {
+		for _, argv := range [][]string{
+			{"encrypt", "--key", "alias/x"},
+			{"decrypt"},
+			{"secret", "create", "db", "--key", "alias/x", "--from-literal", "a=b"},
+			{"manifests", "reencrypt", ".", "--source-key", "a", "--destination-key", "b"},
+		} {
+			argv = append(argv, "--kms-endpoint", tc.endpoint)
+			out, errOut, code := rekeyOut(argv...)
+			if code != 2 || out != "" || !strings.Contains(errOut, tc.msg) || strings.Contains(errOut, hidden) {
+				t.Errorf("rekey %q: exit %d (want 2), stdout %q, stderr %q (want %q, without the URL)", argv, code, out, errOut, tc.msg)
+			}
+		}
+	}
+	dir := newCLI(t).dir
+	_, errOut, code := rekeyOut("key", "list", "--keystore", "https://admin:"+hidden+"@example.com/k", "--root-key-file", dir+"/root.key")
+	if code != 2 || !strings.Contains(errOut, "the keystore is a URL other than k8s://NAMESPACE/NAME") || strings.Contains(errOut, hidden) {
+		t.Errorf("--keystore URL: exit %d, stderr %q", code, errOut)
+	}
+}
