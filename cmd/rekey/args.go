@@ -97,9 +97,11 @@ func arguments(n int) string {
 // Everything after "--" is positional.
 //
 //   - A flag that takes a value but is followed by another of the
-//     command's flags, or by "--", is a usage error: its value is missing,
-//     and pflag would take the next flag as the value, acting on something
-//     the user did not say (--key --from-literal ..., -n -A).
+//     command's flags, by any argument that begins with "--", or by "--",
+//     is a usage error: its value is missing, and pflag would take the next
+//     flag as the value, acting on something the user did not say (--key
+//     --from-literal ..., -n -A, --to --force with a typo'd or another
+//     command's flag). A value that begins with -- is given as --to=--x.
 //   - A long flag written with one dash (-keystore) is a usage error:
 //     pflag would read it as shorthand flags, and -namespace as -n with
 //     the value "amespace".
@@ -134,8 +136,12 @@ func checkRawArgs(fs *pflag.FlagSet, args []string) error {
 		if i+1 == len(args) {
 			continue // pflag says the value is missing
 		}
-		if next := args[i+1]; next == "--" || isFlagOf(fs, next) {
+		switch next := args[i+1]; {
+		case next == "--" || isFlagOf(fs, next):
 			return usageErrorf("flag %s needs a value (it is followed by %s)", shown, flagPart(fs, next))
+		case strings.HasPrefix(next, "--"):
+			return usageErrorf("flag %s needs a value (it is followed by %s; a value that begins with -- is written %s=VALUE)",
+				shown, flagPart(fs, next), shown)
 		}
 		i++ // the value
 	}
@@ -174,12 +180,15 @@ func isFlagOf(fs *pflag.FlagSet, a string) bool {
 	return fs.Lookup(name) != nil || fs.ShorthandLookup(a[1:2]) != nil
 }
 
-// flagPart is the flag a names, without a value: --name of --name=value,
-// -name of -name=value, -x of a cluster -xVALUE.
+// flagPart is the flag a names, without a value: --name of --name=value
+// (or of "--name value" in one argument), -name of -name=value, -x of a
+// cluster -xVALUE.
 func flagPart(fs *pflag.FlagSet, a string) string {
-	name, _, _ := strings.Cut(a, "=")
-	if strings.HasPrefix(a, "--") || fs.Lookup(name[1:]) != nil {
-		return name
+	if name, _ := flagName(strings.TrimPrefix(a, "--")); strings.HasPrefix(a, "--") {
+		return "--" + name
+	}
+	if name, _ := flagName(a[1:]); fs.Lookup(name) != nil {
+		return "-" + name
 	}
 	return a[:2]
 }

@@ -71,9 +71,16 @@ func TestFlagsAndCheckRawArgs(t *testing.T) {
 		{args: []string{"-n", "ns", "a", "-A"}, pos: []string{"a"}, ns: "ns", all: true},
 		{args: []string{"-nns", "-An", "other"}, ns: "other", all: true},
 		{args: []string{"-n=ns", "-oA"}, ns: "ns", on: true, all: true},
-		// Only the command's own flags count as a missing value.
+		// A missing value: the command's own flags and shorthands, and any
+		// argument that begins with "--"; --key=--x gives such a value.
 		{args: []string{"--key", "-x", "a"}, pos: []string{"a"}, key: "-x"},
 		{args: []string{"--key", "-1"}, key: "-1"},
+		{args: []string{"--key=--x", "a"}, pos: []string{"a"}, key: "--x"},
+		{args: []string{"-n=--x"}, ns: "--x"},
+		{args: []string{"a", "--key", "--x"}, err: "flag --key needs a value (it is followed by --x; a value that begins with -- is written --key=VALUE)"},
+		{args: []string{"a", "--key", "--x=secret"}, err: "flag --key needs a value (it is followed by --x;", noEcho: "secret"},
+		{args: []string{"a", "--key", "--x secret"}, err: "flag --key needs a value (it is followed by --x;", noEcho: "secret"},
+		{args: []string{"a", "-n", "---"}, err: "flag -n needs a value (it is followed by ---;"},
 		{args: []string{"a", "--key", "--on"}, err: "flag --key needs a value (it is followed by --on)"},
 		{args: []string{"a", "--key", "--on=true"}, err: "flag --key needs a value (it is followed by --on)"},
 		{args: []string{"a", "--key", "-h"}, err: "flag --key needs a value (it is followed by -h)"},

@@ -17,6 +17,7 @@ limitations under the License.
 package main
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -48,5 +49,47 @@ func TestFlagsAnywhereAndNoStrayArguments(t *testing.T) {
 	out, errOut, code := rekeyCmd("", append([]string{"keystore", "verify", backup}, c.args...)...)
 	if code != 0 || !strings.Contains(out+errOut, "alias/app") {
 		t.Fatalf("keystore verify FILE --keystore ...: exit %d\n%s%s", code, out, errOut)
+	}
+}
+
+// TestValueFlagBeforeDashDashWord is review 13's finding 3: a value flag
+// took a following --word that was not one of the command's flags as its
+// value, and the command ran (a backup written to a file named --force, a
+// lock file --dry-run.lock). Now it is a usage error and nothing is done;
+// --flag=--value still gives such a value.
+func TestValueFlagBeforeDashDashWord(t *testing.T) {
+	c := newCLI(t)
+	c.ok("", "key", "create", "--alias", "alias/x")
+	cwd := t.TempDir()
+	t.Chdir(cwd)
+	before := c.keystoreBytes()
+	for _, tc := range []struct {
+		stdin string
+		argv  []string
+		msg   string
+	}{
+		{"", []string{"keystore", "backup", "--to", "--force"}, "flag --to needs a value (it is followed by --force; a value that begins with -- is written --to=VALUE)"},
+		{"", []string{"key", "create", "--alias", "alias/z", "--description", "--verbose"}, "flag --description needs a value (it is followed by --verbose;"},
+		{"", []string{"key", "allow", "alias/x", "billing", "--keystore", "--dry-run"}, "flag --keystore needs a value (it is followed by --dry-run;"},
+		{"v", []string{"encrypt", "--key", "alias/x", "--context", "--foo=bar"}, "flag --context needs a value (it is followed by --foo;"},
+		{"", []string{"keystore", "backup", "--to", "--"}, "flag --to needs a value (it is followed by --)"},
+	} {
+		out, errOut, code := c.run(tc.stdin, tc.argv...)
+		if code != 2 || out != "" || !strings.Contains(errOut, tc.msg) {
+			t.Errorf("rekey %q: exit %d (want 2), stdout %q, stderr %q (want %q)", tc.argv, code, out, errOut, tc.msg)
+		}
+	}
+	if entries, _ := os.ReadDir(cwd); len(entries) > 0 {
+		t.Errorf("a refused command left %s in the working directory", entries[0].Name())
+	}
+	if string(before) != string(c.keystoreBytes()) {
+		t.Error("a refused command changed the keystore")
+	}
+	// --to=--force is a file named --force.
+	if out := c.ok("", "keystore", "backup", "--to=--force"); !strings.Contains(out, "to --force") {
+		t.Fatalf("backup --to=--force: %q", out)
+	}
+	if _, err := os.Stat(filepath.Join(cwd, "--force")); err != nil {
+		t.Fatal(err)
 	}
 }
