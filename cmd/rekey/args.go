@@ -148,6 +148,20 @@ func checkRawArgs(fs *pflag.FlagSet, args []string) error {
 	return nil
 }
 
+// takesNext reports whether the argument a is a flag of fs that takes the
+// next argument as its value: --name, or a cluster of shorthands ending
+// with one that takes a value.
+func takesNext(fs *pflag.FlagSet, a string) bool {
+	switch {
+	case len(a) < 2 || a[0] != '-' || a == "--":
+		return false
+	case a[1] == '-':
+		f := fs.Lookup(a[2:])
+		return f != nil && f.NoOptDefVal == ""
+	}
+	return shorthandTakingNext(fs, a[1:]) != nil
+}
+
 // shorthandTakingNext returns the flag of a cluster of shorthands (-A,
 // -An, -nNS) that takes the next argument as its value: the last one, when
 // it takes a value. nil when none does or the cluster holds an unknown

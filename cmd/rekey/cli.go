@@ -24,6 +24,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // streams are the standard input and outputs of one run.
@@ -47,8 +48,15 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 // or failed.
 func execute(ctx context.Context, args []string, s streams) (*cobra.Command, error) {
 	root := newRootCmd(s)
+	if completing(args) {
+		if len(args) == 1 {
+			return root, usageErrorf("%s takes the command line to complete", args[0])
+		}
+		lenient(root)
+		args = completionArgs(root, args)
+	}
 	root.SetArgs(args)
-	if len(args) == 0 || (args[0] != cobra.ShellCompRequestCmd && args[0] != cobra.ShellCompNoDescRequestCmd) {
+	if !completing(args) {
 		// What pflag cannot refuse: look at the arguments as given.
 		if cmd, rest, err := root.Find(args); err == nil {
 			cmd.InitDefaultHelpFlag()
@@ -58,6 +66,74 @@ func execute(ctx context.Context, args []string, s streams) (*cobra.Command, err
 		}
 	}
 	return root.ExecuteContextC(ctx)
+}
+
+// completing reports whether args ask for shell completion (what the
+// scripts of rekey completion run): rekey __complete WORD... TOCOMPLETE.
+func completing(args []string) bool {
+	return len(args) > 0 && (args[0] == cobra.ShellCompRequestCmd || args[0] == cobra.ShellCompNoDescRequestCmd)
+}
+
+// lenient makes the flags of c and its subcommands parse whatever they
+// are given, for shell completion: cobra parses a command line twice
+// there (so a --context key would be "given twice"), and prints a parse
+// error with every argument in it, values included, to stderr and to
+// $BASH_COMP_DEBUG_FILE. Unknown flags are skipped and values that do not
+// parse ignored; a real run refuses both.
+func lenient(c *cobra.Command) {
+	c.FParseErrWhitelist.UnknownFlags = true
+	c.Flags().VisitAll(func(f *pflag.Flag) {
+		if _, ok := f.Value.(cobra.SliceValue); ok {
+			f.Value = lenientSlice{lenientValue{f.Value}}
+		} else {
+			f.Value = lenientValue{f.Value}
+		}
+	})
+	for _, sub := range c.Commands() {
+		lenient(sub)
+	}
+}
+
+// lenientValue is a flag value whose Set never fails.
+type lenientValue struct{ pflag.Value }
+
+func (v lenientValue) Set(s string) error {
+	_ = v.Value.Set(s)
+	return nil
+}
+
+// lenientSlice is a lenientValue of a repeatable flag, which completion
+// offers again after its first use.
+type lenientSlice struct{ lenientValue }
+
+func (v lenientSlice) GetSlice() []string { return v.Value.(cobra.SliceValue).GetSlice() }
+
+// completionArgs is a completion request (__complete WORD... TOCOMPLETE)
+// without what would still make cobra's parse of the WORDs fail, and
+// print them, once the flags are lenient: an argument with bad flag syntax
+// (---x, --=x), and a flag that takes a value when it is the last WORD
+// and a flag name is being completed (rekey encrypt --key --<TAB>).
+func completionArgs(root *cobra.Command, args []string) []string {
+	words, toComplete := args[1:len(args)-1], args[len(args)-1]
+	kept := []string{args[0]}
+	dashdash := false
+	for i, w := range words {
+		if w == "--" {
+			kept = append(kept, words[i:]...)
+			dashdash = true
+			break
+		}
+		if strings.HasPrefix(w, "---") || strings.HasPrefix(w, "--=") {
+			continue
+		}
+		kept = append(kept, w)
+	}
+	if n := len(kept); n > 1 && !dashdash && strings.HasPrefix(toComplete, "-") {
+		if cmd, _, err := root.Find(kept[1:]); err == nil && takesNext(cmd.Flags(), kept[n-1]) {
+			kept = kept[:n-1]
+		}
+	}
+	return append(kept, toComplete)
 }
 
 // report writes err, if any, and returns the exit status.

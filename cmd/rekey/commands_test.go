@@ -144,6 +144,75 @@ func TestShellCompletion(t *testing.T) {
 	}
 }
 
+// TestCompletionAfterContext is review 13's finding 4: cobra parses the
+// command line twice when completing, and the second parse refused the
+// --context key of the first as given twice, so nothing was completed
+// after any --context, --source-context or --destination-context.
+func TestCompletionAfterContext(t *testing.T) {
+	debug := filepath.Join(t.TempDir(), "debug")
+	t.Setenv("BASH_COMP_DEBUG_FILE", debug) // where cobra writes its errors, besides stderr
+	for _, tc := range []struct {
+		line []string
+		want string
+	}{
+		{[]string{"encrypt", "--context", "a=b", "--"}, "--key\t"},
+		{[]string{"encrypt", "--context", "a=b", "--context", "c=d", "--k"}, "--key\t"},
+		{[]string{"reencrypt", "--destination-context", "a=b", "--des"}, "--destination-key\t"},
+		{[]string{"secret", "create", "db", "--context", "app=x", "--k"}, "--key\t"},
+		{[]string{"manifests", "reencrypt", ".", "--source-context", "a=b", "--dest"}, "--destination-key\t"},
+	} {
+		out, _, code := rekeyOut(append([]string{"__complete"}, tc.line...)...)
+		if code != 0 || !strings.Contains(out, tc.want) {
+			t.Errorf("__complete %q: exit %d, no %q in:\n%s", tc.line, code, tc.want, out)
+		}
+	}
+	if b, _ := os.ReadFile(debug); strings.Contains(string(b), "[Error]") {
+		t.Errorf("completion errors:\n%s", b)
+	}
+	// A real run still refuses a key given twice.
+	if _, errOut, code := rekeyOut("encrypt", "--key", "k", "--keystore", "x", "--context", "a=b", "--context", "a=c"); code != 2 ||
+		!strings.Contains(errOut, `context key "a" given twice`) {
+		t.Errorf("--context a=b --context a=c: exit %d, %s", code, errOut)
+	}
+}
+
+// TestCompletionDoesNotEcho is review 13's finding 5: when the flags did
+// not parse, cobra printed "Error while parsing flags from args [...]",
+// every argument and value in it. Completion now parses any command line
+// (an unknown flag, a value that does not parse, bad flag syntax, a value
+// flag without its value) and completes it.
+func TestCompletionDoesNotEcho(t *testing.T) {
+	debug := filepath.Join(t.TempDir(), "debug")
+	t.Setenv("BASH_COMP_DEBUG_FILE", debug)
+	for _, tc := range []struct {
+		line []string
+		want string
+	}{
+		{[]string{"secret", "create", "db", "--from-literal", "pw=" + hidden, "--bogus", ""}, ""},
+		{[]string{"secret", "create", "db", "--from-literal", "pw=" + hidden, "--bogus", "--k"}, "--key\t"},
+		{[]string{"manifests", "reencrypt", "x", "--grant-token", hidden, "--check=maybe", "--dest"}, "--destination-key\t"},
+		{[]string{"secret", "create", "db", "---from-literal=pw=" + hidden, "--k"}, "--key\t"},
+		{[]string{"secret", "create", "db", "--from-literal", "pw=" + hidden, "--key", "--"}, "--namespace\t"},
+		{[]string{"key", "create", "--allow-namespace", "a," + hidden, "--al"}, "--alias\t"},
+		{[]string{"controller", "--zap-log-level=" + hidden, "--page-size", hidden, "--zap"}, "--zap-encoder\t"},
+		{[]string{"encrypt", "--context", hidden, "--k"}, "--key\t"},
+		{[]string{"--frob", hidden, "key", "-"}, ""},
+	} {
+		out, errOut, code := rekeyOut(append([]string{"__complete"}, tc.line...)...)
+		if code != 0 || !strings.Contains(out, tc.want) || strings.Contains(out+errOut, hidden) {
+			t.Errorf("__complete %q: exit %d, no %q in (or the value echoed):\n%s%s", tc.line, code, tc.want, out, errOut)
+		}
+	}
+	// (Completing the value of an unknown flag is an error that names the flag.)
+	if b, _ := os.ReadFile(debug); strings.Contains(string(b), "Error while parsing") || strings.Contains(string(b), hidden) {
+		t.Errorf("completion errors:\n%s", b)
+	}
+	// A completion request without a command line is a usage error.
+	if _, errOut, code := rekeyOut("__complete"); code != 2 || !strings.Contains(errOut, "__complete takes the command line to complete") {
+		t.Errorf("__complete: exit %d, %s", code, errOut)
+	}
+}
+
 // The arguments the Deployments in config/ give rekey parse: the command
 // exists, every flag is one of its flags, and it takes no stray argument.
 func TestDeploymentArgsParse(t *testing.T) {
