@@ -220,6 +220,9 @@ func newRootCmd(s streams) *cobra.Command {
 	root.InitDefaultCompletionCmd()
 	if completion, _, err := root.Find([]string{"completion"}); err == nil && completion != root {
 		completion.Short = "print a shell completion script: bash, zsh, fish or powershell"
+		for _, shell := range completion.Commands() {
+			shell.Args = noArgs // cobra.NoArgs echoes the argument
+		}
 	}
 	finishTree(root)
 	return root

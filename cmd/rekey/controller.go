@@ -44,7 +44,6 @@ import (
 	rekeyv1alpha1 "github.com/rekey-dev/rekey/api/v1alpha1"
 	"github.com/rekey-dev/rekey/controllers"
 	"github.com/rekey-dev/rekey/internal/kms"
-	"github.com/rekey-dev/rekey/internal/kms/keystore"
 	awsprovider "github.com/rekey-dev/rekey/internal/provider/aws"
 	"github.com/rekey-dev/rekey/internal/provider/embedded"
 	"github.com/rekey-dev/rekey/internal/secretpage"
@@ -182,7 +181,7 @@ func (o *controllerOptions) run(ctx context.Context, stderr io.Writer) error {
 	// reachable yet (a cluster starting, a network policy not applied yet),
 	// and exiting would put the pod in CrashLoopBackOff. Wait for it
 	// instead, answering the probes meanwhile.
-	root, err := keystore.ReadRootKeyFile(o.rootKeyFile)
+	root, err := readRootKeyFile(o.rootKeyFile, "--root-key-file")
 	if err != nil {
 		return fmt.Errorf("%w (set --root-key-file)", err)
 	}

@@ -189,6 +189,9 @@ func backup(ctx context.Context, b keystore.Backend, to string, stdout io.Writer
 // readBackup reads and decrypts a backup (or a keystore file).
 func readBackup(root *keystore.RootKey, path string) (*keystore.Snapshot, error) {
 	raw, err := os.ReadFile(path)
+	if pe := (*os.PathError)(nil); errors.As(err, &pe) {
+		return nil, fmt.Errorf("reading %s: %w", shownPath(path), pe.Err)
+	}
 	if err != nil {
 		return nil, err
 	}

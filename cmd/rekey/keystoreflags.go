@@ -18,6 +18,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -53,6 +54,11 @@ func (f *engineFlags) bind(fs *pflag.FlagSet, stderr io.Writer) {
 		"`FILE` with the base64 root key that encrypts the keystore, mode 0600 ((umask 077; head -c 32 /dev/urandom | base64 > root.key)); env REKEY_ROOT_KEY_FILE")
 	fs.StringVar(&f.region, "region", envOr("REKEY_REGION", "local"), "region used in key ARNs; env REKEY_REGION")
 	fs.StringVar(&f.accountID, "account-id", envOr("REKEY_ACCOUNT_ID", "000000000000"), "account id used in key ARNs; env REKEY_ACCOUNT_ID")
+	// -h shows no default for these two: an environment value is not
+	// shown (a root key set where its file's name belongs would be).
+	for _, name := range []string{"keystore", "root-key-file"} {
+		fs.Lookup(name).DefValue = ""
+	}
 }
 
 func envOr(name, def string) string {
@@ -86,7 +92,29 @@ func readRootKey(path string, stderr io.Writer) (*keystore.RootKey, error) {
 	if w, err := keystore.CheckKeyFileMode(path); err == nil && w != "" && stderr != nil {
 		fmt.Fprintln(stderr, "rekey: root key: "+w)
 	}
-	return keystore.ReadRootKeyFile(path)
+	return readRootKeyFile(path, "--root-key-file or REKEY_ROOT_KEY_FILE")
+}
+
+// readRootKeyFile is keystore.ReadRootKeyFile, whose error, when the file
+// cannot be opened, does not name it: the "path" may be the root key
+// itself, given where its file's name belongs. given says where the path
+// came from.
+func readRootKeyFile(path, given string) (*keystore.RootKey, error) {
+	k, err := keystore.ReadRootKeyFile(path)
+	if pe := (*os.PathError)(nil); errors.As(err, &pe) {
+		return nil, fmt.Errorf("the root key file (given by %s) cannot be read: %w", given, pe.Err)
+	}
+	return k, err
+}
+
+// shownPath is path as an error may show it: not a path that looks like
+// a root key (32 bytes, base64), which a user may give where a file's
+// name belongs.
+func shownPath(path string) string {
+	if b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(path)); err == nil && len(b) == 32 {
+		return "(a file name that looks like a root key, not shown)"
+	}
+	return path
 }
 
 // backend returns the keystore the flags name, without opening it.

@@ -19,6 +19,8 @@ package main
 import (
 	"strings"
 	"testing"
+
+	"github.com/rekey-dev/rekey/internal/kms/keystore"
 )
 
 // The secret every case below hides in its command line.
@@ -91,5 +93,67 @@ func TestEndpointNotEchoed(t *testing.T) {
 	_, errOut, code := rekeyOut("key", "list", "--keystore", "https://admin:"+hidden+"@example.com/k", "--root-key-file", dir+"/root.key")
 	if code != 2 || !strings.Contains(errOut, "the keystore is a URL other than k8s://NAMESPACE/NAME") || strings.Contains(errOut, hidden) {
 		t.Errorf("--keystore URL: exit %d, stderr %q", code, errOut)
+	}
+}
+
+// TestNoEchoOfValues is review 13's findings 9 and 10: a root key given
+// where its file's name belongs was echoed by the error and by -h (as the
+// default of --root-key-file, from REKEY_ROOT_KEY_FILE); a stray word by
+// completion's "unknown command" and by secret create's check of NAME; a
+// --label or --from-file argument by their errors.
+func TestNoEchoOfValues(t *testing.T) {
+	c := newCLI(t)
+	c.ok("", "key", "create", "--alias", "alias/x")
+	rootKey, err := keystore.GenerateRootKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keystoreFile := c.args[1]
+	for _, tc := range []struct {
+		name   string
+		argv   []string
+		code   int
+		msg    string
+		hidden string
+	}{
+		{"root key as --root-key-file", []string{"key", "list", "--keystore", keystoreFile, "--root-key-file", rootKey}, 1,
+			"rekey key list: the root key file (given by --root-key-file or REKEY_ROOT_KEY_FILE) cannot be read: no such file or directory", rootKey},
+		{"root key as keystore verify's FILE", []string{"keystore", "verify", rootKey, "--root-key-file", c.args[3]}, 1,
+			"reading (a file name that looks like a root key, not shown): no such file or directory", rootKey},
+		{"root key as restore --from", []string{"keystore", "restore", "--from", rootKey, "--keystore", keystoreFile, "--root-key-file", c.args[3]}, 1,
+			"reading (a file name that looks like a root key, not shown)", rootKey},
+		{"completion bash extra", []string{"completion", "bash", hidden}, 2,
+			"rekey completion bash: takes no arguments besides flags, got 1", hidden},
+		{"a value's second half as NAME", []string{"secret", "create", "--key", "alias/x", "--from-literal", "password=Hunter", "2" + hidden + "!",
+			"--keystore", keystoreFile, "--root-key-file", c.args[3]}, 2, "the Secret's NAME is not a Secret name", hidden},
+		{"--label without =", []string{"secret", "create", "db", "--key", "alias/x", "--from-literal", "a=b", "--label", hidden}, 2,
+			"--label: want KEY=VALUE", hidden},
+		{"--label bad value", []string{"secret", "create", "db", "--key", "alias/x", "--from-literal", "a=b", "--label", "team=" + hidden + " !"}, 2,
+			"--label team: the value is not a label value", hidden},
+		{"--from-file with a value", []string{"secret", "create", "db", "--key", "alias/x", "--from-file", "pw=" + hidden,
+			"--keystore", keystoreFile, "--root-key-file", c.args[3]}, 1,
+			"--from-file pw=PATH: the file cannot be read: no such file or directory", hidden},
+	} {
+		out, errOut, code := rekeyOut(tc.argv...)
+		if code != tc.code || out != "" || !strings.Contains(errOut, tc.msg) || strings.Contains(errOut, tc.hidden) {
+			t.Errorf("%s: exit %d (want %d), stdout %q, stderr %q (want %q, without %q)", tc.name, code, tc.code, out, errOut, tc.msg, tc.hidden)
+		}
+	}
+
+	// -h shows no environment value as the default of --keystore and
+	// --root-key-file.
+	t.Setenv("REKEY_ROOT_KEY_FILE", rootKey)
+	t.Setenv("REKEY_KEYSTORE", "/"+hidden)
+	for _, argv := range [][]string{{"key", "list", "-h"}, {"encrypt", "-h"}, {"keystore", "init", "-h"}, {"secret", "create", "-h"}} {
+		out, _, code := rekeyOut(argv...)
+		if code != 0 || strings.Contains(out, rootKey) || strings.Contains(out, hidden) || !strings.Contains(out, "env REKEY_ROOT_KEY_FILE") {
+			t.Errorf("rekey %q: exit %d, the environment's values shown:\n%s", argv, code, out)
+		}
+	}
+	// The environment still gives the values.
+	t.Setenv("REKEY_KEYSTORE", keystoreFile)
+	t.Setenv("REKEY_ROOT_KEY_FILE", c.args[3])
+	if out, errOut, code := rekeyOut("key", "list"); code != 0 || !strings.Contains(out, "alias/x") {
+		t.Errorf("key list from the environment: exit %d, %s%s", code, out, errOut)
 	}
 }

@@ -180,13 +180,13 @@ func (o *secretCreate) takeRaw(raw []rawArg) error {
 		k, v, ok := strings.Cut(r.arg, "=")
 		if r.flag == flagLabel {
 			if !ok {
-				return fmt.Errorf("%w: --label %q: want KEY=VALUE", errUsage, r.arg)
+				return fmt.Errorf("%w: --label: want KEY=VALUE (an argument has no '=')", errUsage)
 			}
 			if errs := validation.IsQualifiedName(k); len(errs) > 0 {
 				return fmt.Errorf("%w: --label key %q: %s", errUsage, k, strings.Join(errs, "; "))
 			}
 			if errs := validation.IsValidLabelValue(v); len(errs) > 0 {
-				return fmt.Errorf("%w: --label %s value %q: %s", errUsage, k, v, strings.Join(errs, "; "))
+				return fmt.Errorf("%w: --label %s: the value is not a label value: %s", errUsage, k, strings.Join(errs, "; "))
 			}
 			if _, dup := o.labels[k]; dup {
 				return fmt.Errorf("%w: --label %s given twice", errUsage, k)
@@ -248,7 +248,8 @@ func checkValueSize(what string, n int) error {
 // check validates the name, namespace, key, context and output flags.
 func (o *secretCreate) check(fs *pflag.FlagSet) error {
 	if errs := validation.IsDNS1123Subdomain(o.name); len(errs) > 0 {
-		return fmt.Errorf("%w: Secret name %q: %s", errUsage, o.name, strings.Join(errs, "; "))
+		// Not echoed: the argument may be a value that lost its flag.
+		return fmt.Errorf("%w: the Secret's NAME is not a Secret name: %s", errUsage, strings.Join(errs, "; "))
 	}
 	if o.namespace != "" {
 		if errs := validation.IsDNS1123Label(o.namespace); len(errs) > 0 {
@@ -331,6 +332,11 @@ func (o *secretCreate) readValues(stdin io.Reader) (map[string][]byte, error) {
 			continue
 		}
 		v, err := readValueFile(it.path, stdin)
+		if pe := (*os.PathError)(nil); errors.As(err, &pe) {
+			// PATH not shown: it may be the value, given with --from-file
+			// where --from-literal was meant.
+			return values, fmt.Errorf("--from-file %s=PATH: the file cannot be read: %w", it.key, pe.Err)
+		}
 		if err != nil {
 			return values, fmt.Errorf("--from-file %s=%s: %w", it.key, it.path, err)
 		}
