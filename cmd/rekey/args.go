@@ -19,6 +19,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"unicode"
@@ -147,6 +148,26 @@ func checkRawArgs(fs *pflag.FlagSet, args []string) error {
 	}
 	return nil
 }
+
+// shadowFlags is a flag set with the names, shorthands and switches of
+// fs, whose values go nowhere: it parses a command line as fs would,
+// without setting anything.
+func shadowFlags(fs *pflag.FlagSet) *pflag.FlagSet {
+	shadow := pflag.NewFlagSet("shadow", pflag.ContinueOnError)
+	shadow.SetOutput(io.Discard)
+	shadow.Usage = func() {}
+	fs.VisitAll(func(f *pflag.Flag) {
+		shadow.AddFlag(&pflag.Flag{Name: f.Name, Shorthand: f.Shorthand, NoOptDefVal: f.NoOptDefVal, Value: discardValue{f.Value.Type()}})
+	})
+	return shadow
+}
+
+// discardValue is a flag value that keeps nothing.
+type discardValue struct{ typ string }
+
+func (discardValue) String() string   { return "" }
+func (discardValue) Set(string) error { return nil }
+func (v discardValue) Type() string   { return v.typ }
 
 // takesNext reports whether the argument a is a flag of fs that takes the
 // next argument as its value: --name, or a cluster of shorthands ending

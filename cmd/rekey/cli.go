@@ -63,9 +63,107 @@ func execute(ctx context.Context, args []string, s streams) (*cobra.Command, err
 			if err := checkRawArgs(cmd.Flags(), rest); err != nil {
 				return cmd, err
 			}
+			if cmd.HasSubCommands() { // rekey, or a group of commands
+				if err := checkGroupArgs(cmd, rest); err != nil {
+					return cmd, err
+				}
+			}
 		}
 	}
 	return root.ExecuteContextC(ctx)
+}
+
+// checkGroupArgs looks at the arguments of rekey itself or of a group of
+// commands (rekey key) as given: the group runs nothing, and its flags
+// accept unknown flags so that "rekey frob --keystore x" says that frob is
+// unknown. cobra takes an unknown flag for one that takes the next word as
+// its value, so a subcommand's name after it goes unseen ("unknown
+// subcommand db" for rekey secret --apply create db); and the group would
+// run with an unknown flag alone (rekey --version --frob). Here:
+//
+//   - a subcommand's name after "--" is a usage error that says so;
+//   - a subcommand's name after a flag is a usage error that names the
+//     flag: unknown, or one of the subcommand's that goes after its name;
+//   - with no word but flags, an unknown flag is the usage error.
+//
+// A first word that is not a subcommand is left to the group, which says
+// that it is unknown.
+func checkGroupArgs(cmd *cobra.Command, args []string) error {
+	var flags []string
+	for i, a := range args {
+		switch {
+		case a == "--":
+			if i+1 < len(args) {
+				if sub := subcommand(cmd, args[i+1]); sub != nil {
+					return usageErrorf("%s is a command: it goes before \"--\" (everything after -- is an argument)", sub.Name())
+				}
+			}
+			return nil
+		case len(a) > 1 && a[0] == '-':
+			flags = append(flags, a)
+		default:
+			sub := subcommand(cmd, a)
+			if sub == nil {
+				return checkGroupFlags(cmd, args)
+			}
+			if len(flags) == 0 {
+				return nil // cobra found it
+			}
+			f := flags[len(flags)-1] // cobra's search took this name for its value
+			if isFlagOf(cmd.Flags(), f) {
+				return nil // the group's own (rekey --help key: rekey's help)
+			}
+			sub.InitDefaultHelpFlag()
+			if isFlagOf(sub.Flags(), f) {
+				shown := flagPart(sub.Flags(), f)
+				return usageErrorf("flag %s goes after the command's name: %s %s ... %s", shown, cmd.CommandPath(), sub.Name(), shown)
+			}
+			return unknownFlag(f)
+		}
+	}
+	return checkGroupFlags(cmd, args)
+}
+
+// checkGroupFlags refuses an unknown flag given to rekey or to a group of
+// commands when the group would otherwise run with no word left (pflag
+// skips unknown flags there, and their values): rekey --version --frob,
+// rekey --version --keystore x. With a word left, the group says that it
+// is not a command.
+func checkGroupFlags(cmd *cobra.Command, args []string) error {
+	fs := shadowFlags(cmd.Flags())
+	fs.ParseErrorsAllowlist.UnknownFlags = true
+	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
+		return nil // pflag's error, or the group's
+	}
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if len(a) > 1 && a[0] == '-' && !isFlagOf(cmd.Flags(), a) {
+			return unknownFlag(a)
+		}
+	}
+	return nil
+}
+
+// subcommand returns the subcommand of cmd named name, or nil.
+func subcommand(cmd *cobra.Command, name string) *cobra.Command {
+	for _, sub := range cmd.Commands() {
+		if sub.Name() == name || sub.HasAlias(name) {
+			return sub
+		}
+	}
+	return nil
+}
+
+// unknownFlag is the usage error for the flag argument a, named without
+// a value.
+func unknownFlag(a string) error {
+	if strings.HasPrefix(a, "--") {
+		name, _ := flagName(a[2:])
+		return usageErrorf("unknown flag: --%s", name)
+	}
+	return usageErrorf("unknown shorthand flag %s", a[:2])
 }
 
 // completing reports whether args ask for shell completion (what the

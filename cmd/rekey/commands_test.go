@@ -104,6 +104,21 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"encrypt", "--key", "--context", "a=b"}, []string{"rekey encrypt: flag --key needs a value (it is followed by --context)"}},
 		{[]string{"controller", "--page-size", "many"}, []string{"rekey controller: invalid value for --page-size: want an integer"}},
 		{[]string{"controller", "--zap-log-level", "--leader-elect"}, []string{"flag --zap-log-level needs a value"}},
+		// Review 13, findings 6 and 7: flags of rekey and of its groups.
+		{[]string{"--version", "--frob"}, []string{"rekey: unknown flag: --frob\n"}},
+		{[]string{"--version", "--keystore", "/x"}, []string{"rekey: unknown flag: --keystore\n"}},
+		{[]string{"--frob"}, []string{"rekey: unknown flag: --frob\n"}},
+		{[]string{"--frob=" + hidden}, []string{"rekey: unknown flag: --frob\n"}},
+		{[]string{"-v"}, []string{"rekey: unknown shorthand flag -v\n"}},
+		{[]string{"--frob", "key", "list"}, []string{"rekey: unknown flag: --frob\n"}},
+		{[]string{"key", "--frob"}, []string{"rekey key: unknown flag: --frob\n"}},
+		{[]string{"--", "key", "list"}, []string{`rekey: key is a command: it goes before "--" (everything after -- is an argument)`}},
+		{[]string{"keystore", "--", "verify"}, []string{`rekey keystore: verify is a command: it goes before "--"`}},
+		{[]string{"secret", "--apply", "create", "db", "--key", "alias/x", "--from-literal", "pw=x"},
+			[]string{"rekey secret: flag --apply goes after the command's name: rekey secret create ... --apply\n"}},
+		{[]string{"keystore", "--rebind", "restore", "--from", "x.rks"},
+			[]string{"rekey keystore: flag --rebind goes after the command's name: rekey keystore restore ... --rebind\n"}},
+		{[]string{"key", "--frob", "list"}, []string{"rekey key: unknown flag: --frob\n"}},
 	} {
 		out, errOut, code := rekeyOut(tc.argv...)
 		if code != 2 || out != "" {
