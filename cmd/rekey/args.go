@@ -112,7 +112,7 @@ func checkRawArgs(fs *pflag.FlagSet, args []string) error {
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		if a == "--" {
-			return nil
+			break
 		}
 		if len(a) < 2 || a[0] != '-' {
 			continue // a positional, or - (stdin)
@@ -145,6 +145,31 @@ func checkRawArgs(fs *pflag.FlagSet, args []string) error {
 				shown, flagPart(fs, next), shown)
 		}
 		i++ // the value
+	}
+	return checkRepeats(fs, args)
+}
+
+// checkRepeats refuses a flag that takes one value given twice with
+// different values (--keystore A --keystore B; pflag keeps the last).
+// Repeatable flags (their values are cobra.SliceValues: --context,
+// --from-literal, ...) are not counted.
+func checkRepeats(fs *pflag.FlagSet, args []string) error {
+	shadow := shadowFlags(fs)
+	shadow.ParseErrorsAllowlist.UnknownFlags = true
+	given := map[string]string{}
+	var twice string
+	_ = shadow.ParseAll(args, func(f *pflag.Flag, value string) error { // pflag reports its errors later
+		if _, repeatable := fs.Lookup(f.Name).Value.(cobra.SliceValue); repeatable {
+			return nil
+		}
+		if prev, ok := given[f.Name]; ok && prev != value && twice == "" {
+			twice = f.Name
+		}
+		given[f.Name] = value
+		return nil
+	})
+	if twice != "" {
+		return usageErrorf("--%s given twice, with different values", twice)
 	}
 	return nil
 }

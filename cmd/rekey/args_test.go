@@ -69,7 +69,7 @@ func TestFlagsAndCheckRawArgs(t *testing.T) {
 		{args: []string{"a", "--", "--key", "-x"}, pos: []string{"a", "--key", "-x"}},
 		{args: []string{"--key", "-", "a"}, pos: []string{"a"}, key: "-"},
 		{args: []string{"-n", "ns", "a", "-A"}, pos: []string{"a"}, ns: "ns", all: true},
-		{args: []string{"-nns", "-An", "other"}, ns: "other", all: true},
+		{args: []string{"-nother", "-An", "other"}, ns: "other", all: true},
 		{args: []string{"-n=ns", "-oA"}, ns: "ns", on: true, all: true},
 		// A missing value: the command's own flags and shorthands, and any
 		// argument that begins with "--"; --key=--x gives such a value.
@@ -108,6 +108,13 @@ func TestFlagsAndCheckRawArgs(t *testing.T) {
 		{args: []string{"-key=secret"}, err: "-key: long flags take two dashes: --key", noEcho: "secret"},
 		{args: []string{"-help"}, err: "-help: long flags take two dashes: --help"},
 		{args: []string{"--on=maybe"}, err: "invalid value for --on: want true or false", noEcho: "maybe"},
+		// A flag given twice with different values (pflag keeps the last).
+		{args: []string{"--key", "a", "--key=b"}, err: "--key given twice, with different values", noEcho: "b"},
+		{args: []string{"-n", "a", "x", "--namespace", "b"}, err: "--namespace given twice"},
+		{args: []string{"-nA", "-An", "B"}, err: "--namespace given twice"},
+		{args: []string{"--on", "--on=false"}, err: "--on given twice"},
+		{args: []string{"--key", "a", "--key=a", "-oo"}, key: "a", on: true},
+		{args: []string{"--key", "a", "--", "--key", "b"}, pos: []string{"--key", "b"}, key: "a"},
 	}
 	for _, tc := range cases {
 		cmd, got := testCmd()

@@ -67,7 +67,9 @@ func (c *cli) useKeystore(ref string) {
 	c.ok("", "keystore", "init")
 }
 
-// run runs "rekey cmd [sub] <keystore flags> args..." and returns stdout, stderr and the exit code.
+// run runs "rekey cmd [sub] <keystore flags> args..." and returns stdout,
+// stderr and the exit code; "keystore verify FILE" gets --root-key-file
+// alone.
 func (c *cli) run(stdin string, cmd ...string) (string, string, int) {
 	c.t.Helper()
 	var argv []string
@@ -77,7 +79,11 @@ func (c *cli) run(stdin string, cmd ...string) (string, string, int) {
 		argv = append(argv, cmd[1])
 		rest = cmd[2:]
 	}
-	argv = append(append(argv, c.args...), rest...)
+	keystoreFlags := c.args
+	if cmd[0] == "keystore" && cmd[1] == "verify" && len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
+		keystoreFlags = c.args[2:] // verify FILE takes the root key alone
+	}
+	argv = append(append(argv, keystoreFlags...), rest...)
 	var out, errOut bytes.Buffer
 	code := run(context.Background(), argv, strings.NewReader(stdin), &out, &errOut)
 	return out.String(), errOut.String(), code

@@ -45,10 +45,59 @@ func TestFlagsAnywhereAndNoStrayArguments(t *testing.T) {
 	}
 	backup := filepath.Join(t.TempDir(), "backup.rks")
 	c.ok("", "keystore", "backup", "--to", backup)
-	// c.args is --keystore FILE --root-key-file FILE: here after the FILE.
-	out, errOut, code := rekeyCmd("", append([]string{"keystore", "verify", backup}, c.args...)...)
+	// c.args[2:] is --root-key-file FILE: here after the FILE.
+	out, errOut, code := rekeyCmd("", append([]string{"keystore", "verify", backup}, c.args[2:]...)...)
 	if code != 0 || !strings.Contains(out+errOut, "alias/app") {
-		t.Fatalf("keystore verify FILE --keystore ...: exit %d\n%s%s", code, out, errOut)
+		t.Fatalf("keystore verify FILE --root-key-file ...: exit %d\n%s%s", code, out, errOut)
+	}
+}
+
+// TestFlagGivenTwice is review 13's finding 8: a flag that takes one value
+// given twice was last-wins (key list --keystore A --keystore B listed B's
+// keys), and keystore verify FILE ignored --keystore and --region.
+func TestFlagGivenTwice(t *testing.T) {
+	c := newCLI(t)
+	c.ok("", "key", "create", "--alias", "alias/x", "--allow-namespace", "a", "--allow-namespace", "b")
+	before := c.keystoreBytes()
+	other := filepath.Join(c.dir, "other.rks")
+	backup := filepath.Join(c.dir, "backup.rks")
+	c.ok("", "keystore", "backup", "--to", backup)
+	for _, tc := range []struct {
+		argv []string
+		msg  string
+	}{
+		{[]string{"key", "list", "--keystore", other}, "--keystore given twice, with different values"},
+		{[]string{"key", "create", "--root-key-file=" + other}, "--root-key-file given twice"},
+		{[]string{"secret", "create", "db", "--key", "alias/x", "--key", "alias/billing", "--from-literal", "a=b"}, "--key given twice"},
+		{[]string{"secret", "create", "db", "--key", "alias/x", "--from-literal", "a=b", "-o", "json", "-o", "yaml"}, "--output given twice"},
+		{[]string{"secret", "create", "db", "--key", "alias/x", "--from-literal", "a=b", "-n", "a", "--namespace=b"}, "--namespace given twice"},
+		{[]string{"secret", "create", "db", "--key", "alias/x", "--from-literal", "a=b", "--apply", "--apply=false"}, "--apply given twice"},
+		{[]string{"keystore", "verify", backup, "--keystore", "/nonexistent"}, "--keystore does not apply to keystore verify FILE"},
+		{[]string{"keystore", "verify", backup, "--region", "nowhere"}, "unknown flag: --region"},
+		{[]string{"keystore", "init", "--account-id", "1"}, "unknown flag: --account-id"},
+	} {
+		argv := tc.argv
+		if argv[0] != "keystore" || argv[1] != "verify" {
+			argv = append(argv, c.args...)
+		}
+		out, errOut, code := rekeyCmd("", argv...)
+		if code != 2 || out != "" || !strings.Contains(errOut, tc.msg) {
+			t.Errorf("rekey %q: exit %d (want 2), stdout %q, stderr %q (want %q)", argv, code, out, errOut, tc.msg)
+		}
+	}
+	if string(before) != string(c.keystoreBytes()) {
+		t.Error("a refused command changed the keystore")
+	}
+	// The same value twice is no ambiguity; repeatable flags repeat.
+	c.ok("", "key", "list", "--keystore", c.args[1])
+	c.ok("", "secret", "create", "db", "--key", "alias/x", "--key", "alias/x", "--from-literal", "a=b", "--from-literal", "c=d",
+		"--context", "a=b", "--context", "c=d", "--label", "a=b", "--label", "c=d")
+	// Completion offers a repeatable flag again.
+	out, _, _ := rekeyCmd("", "__completeNoDesc", "secret", "create", "db", "--from-literal", "a=b", "--context", "a=b", "--label", "a=b", "--")
+	for _, want := range []string{"--from-literal\n", "--context\n", "--label\n", "--from-file\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("completion after --from-literal, --context, --label: no %q in\n%s", want, out)
+		}
 	}
 }
 

@@ -345,6 +345,9 @@ type listFlag []string
 
 func (l *listFlag) String() string { return strings.Join(*l, ",") }
 
+// GetSlice marks the flag repeatable (cobra.SliceValue).
+func (l *listFlag) GetSlice() []string { return *l }
+
 func (l *listFlag) Type() string { return "NAMESPACE" }
 
 func (l *listFlag) Set(s string) error {

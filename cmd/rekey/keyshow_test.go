@@ -79,7 +79,10 @@ func TestKeyShowAllowDisallow(t *testing.T) {
 	// namespaces and the command wrote to another keystore. Now the flag
 	// is a flag: the keystore it names does not exist, and nothing else
 	// is written.
-	if _, errOut, code := c.run("", "key", "allow", "alias/app", "payments", "--keystore", filepath.Join(t.TempDir(), "other.rks")); code != 1 ||
+	// (c.args[2:]: the root key without c's --keystore, which with another
+	// --keystore would be refused as given twice.)
+	if _, errOut, code := rekeyCmd("", append([]string{"key", "allow", "alias/app", "payments", "--keystore", filepath.Join(t.TempDir(), "other.rks")},
+		c.args[2:]...)...); code != 1 ||
 		!strings.Contains(errOut, "does not exist") {
 		t.Fatalf("allow ... --keystore other: exit %d: %s", code, errOut)
 	}

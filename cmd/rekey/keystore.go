@@ -38,7 +38,7 @@ every other command refuses a missing keystore. restore refuses a backup
 older than the keystore (--allow-rollback: lose what changed since) or of
 another keystore or location (--rebind). Every subcommand takes --keystore
 and --root-key-file (or REKEY_KEYSTORE and REKEY_ROOT_KEY_FILE); verify FILE
-needs only --root-key-file. See docs/operations.md, "Keystore backups".`
+takes only --root-key-file. See docs/operations.md, "Keystore backups".`
 
 func newKeystoreCmd(s streams) *cobra.Command {
 	c := &cobra.Command{
@@ -68,7 +68,7 @@ func newKeystoreCmd(s streams) *cobra.Command {
 			return err
 		},
 	}
-	initFlags.bind(initCmd.Flags(), s.err)
+	initFlags.bindStore(initCmd.Flags(), s.err)
 
 	var backupFlags engineFlags
 	var to string
@@ -87,7 +87,7 @@ func newKeystoreCmd(s streams) *cobra.Command {
 			return backup(cmd.Context(), b, to, s.out)
 		},
 	}
-	backupFlags.bind(backupCmd.Flags(), s.err)
+	backupFlags.bindStore(backupCmd.Flags(), s.err)
 	backupCmd.Flags().StringVar(&to, "to", "", "`FILE` to write the backup to; it must not exist (required)")
 
 	var verifyFlags engineFlags
@@ -99,6 +99,10 @@ key, and prints its id, location, generation and keys (never key material).`,
 		Args: maxArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 1 {
+				if cmd.Flags().Changed("keystore") {
+					return fmt.Errorf("%w: --keystore does not apply to keystore verify FILE, which reads FILE with the root key alone "+
+						"(keystore verify without FILE checks the keystore)", errUsage)
+				}
 				root, err := verifyFlags.rootKey()
 				if err != nil {
 					return err
@@ -116,7 +120,7 @@ key, and prints its id, location, generation and keys (never key material).`,
 			return printSummary(cmd.Context(), b.String(), st, s.out)
 		},
 	}
-	verifyFlags.bind(verifyCmd.Flags(), s.err)
+	verifyFlags.bindStore(verifyCmd.Flags(), s.err)
 
 	var restoreFlags engineFlags
 	var from string
@@ -136,7 +140,7 @@ key, and prints its id, location, generation and keys (never key material).`,
 			return restore(cmd.Context(), restoreFlags, b, from, opts, s.out, s.err)
 		},
 	}
-	restoreFlags.bind(restoreCmd.Flags(), s.err)
+	restoreFlags.bindStore(restoreCmd.Flags(), s.err)
 	restoreCmd.Flags().StringVar(&from, "from", "", "backup `FILE` to restore (required)")
 	restoreCmd.Flags().BoolVar(&opts.AllowRollback, "allow-rollback", false,
 		"restore a backup older than the keystore: keys disabled since are enabled again, keys and versions added since are lost")

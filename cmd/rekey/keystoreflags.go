@@ -47,13 +47,20 @@ type engineFlags struct {
 
 // bind adds the flags to fs; warnings go to stderr.
 func (f *engineFlags) bind(fs *pflag.FlagSet, stderr io.Writer) {
+	f.bindStore(fs, stderr)
+	fs.StringVar(&f.region, "region", envOr("REKEY_REGION", "local"), "region used in key ARNs; env REKEY_REGION")
+	fs.StringVar(&f.accountID, "account-id", envOr("REKEY_ACCOUNT_ID", "000000000000"), "account id used in key ARNs; env REKEY_ACCOUNT_ID")
+}
+
+// bindStore adds the flags of the keystore alone (--keystore,
+// --root-key-file), for the commands that do not open the engine: the
+// keystore commands, which make no key ARNs.
+func (f *engineFlags) bindStore(fs *pflag.FlagSet, stderr io.Writer) {
 	f.stderr = stderr
 	fs.StringVar(&f.keystore, "keystore", os.Getenv("REKEY_KEYSTORE"), "the keystore: a `FILE` or k8s://NAMESPACE/NAME (a Secret, through the kubeconfig), "+
 		"made with rekey keystore init; env REKEY_KEYSTORE")
 	fs.StringVar(&f.rootKeyFile, "root-key-file", os.Getenv("REKEY_ROOT_KEY_FILE"),
 		"`FILE` with the base64 root key that encrypts the keystore, mode 0600 ((umask 077; head -c 32 /dev/urandom | base64 > root.key)); env REKEY_ROOT_KEY_FILE")
-	fs.StringVar(&f.region, "region", envOr("REKEY_REGION", "local"), "region used in key ARNs; env REKEY_REGION")
-	fs.StringVar(&f.accountID, "account-id", envOr("REKEY_ACCOUNT_ID", "000000000000"), "account id used in key ARNs; env REKEY_ACCOUNT_ID")
 	// -h shows no default for these two: an environment value is not
 	// shown (a root key set where its file's name belongs would be).
 	for _, name := range []string{"keystore", "root-key-file"} {
@@ -164,12 +171,16 @@ func openStore(location string, root *keystore.RootKey, c client.Client) (keysto
 // contextFlag collects repeated --context k=v into an encryption context.
 type contextFlag map[string]string
 
-func (c contextFlag) String() string {
+func (c contextFlag) String() string { return strings.Join(c.GetSlice(), ",") }
+
+// GetSlice is the pairs, KEY=VALUE, sorted; it marks the flag repeatable
+// (cobra.SliceValue).
+func (c contextFlag) GetSlice() []string {
 	pairs := make([]string, 0, len(c))
 	for _, k := range slices.Sorted(maps.Keys(c)) {
 		pairs = append(pairs, k+"="+c[k])
 	}
-	return strings.Join(pairs, ",")
+	return pairs
 }
 
 func (c contextFlag) Type() string { return "KEY=VALUE" }

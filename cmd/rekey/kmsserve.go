@@ -70,6 +70,9 @@ type hostsFlag []string
 
 func (l *hostsFlag) String() string { return strings.Join(*l, ",") }
 
+// GetSlice marks the flag repeatable (cobra.SliceValue).
+func (l *hostsFlag) GetSlice() []string { return *l }
+
 func (l *hostsFlag) Type() string { return "HOST" }
 
 func (l *hostsFlag) Set(s string) error {

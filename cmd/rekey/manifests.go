@@ -208,6 +208,9 @@ type multiFlag []string
 
 func (m *multiFlag) String() string { return strings.Join(*m, ",") }
 
+// GetSlice marks the flag repeatable (cobra.SliceValue).
+func (m *multiFlag) GetSlice() []string { return *m }
+
 func (m *multiFlag) Type() string { return "string" }
 
 func (m *multiFlag) Set(s string) error {

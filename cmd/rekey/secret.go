@@ -149,6 +149,10 @@ type rawArg struct{ flag, arg string }
 
 func (f rawFlag) String() string { return "" }
 
+// GetSlice marks the flag repeatable (cobra.SliceValue); it gives no
+// values.
+func (f rawFlag) GetSlice() []string { return nil }
+
 // The flags of secret create that rawFlag collects.
 const (
 	flagFromLiteral = "from-literal"
