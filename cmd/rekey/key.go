@@ -21,6 +21,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"regexp"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -54,6 +55,11 @@ func newKeyCmd(s streams) *cobra.Command {
 		func(ctx context.Context, _ []string, open openEngine) error {
 			if err := checkNamespaces(create.namespaces); err != nil {
 				return err
+			}
+			if create.alias != "" {
+				if err := checkAliasName(create.alias); err != nil {
+					return err
+				}
 			}
 			e, err := open()
 			if err != nil {
@@ -294,8 +300,34 @@ func listKeys(ctx context.Context, e *kms.Engine, stdout io.Writer) error {
 	return tw.Flush()
 }
 
-// createKey creates a key, its alias and its namespaces tag.
+// aliasNameRE is the engine's rule for an alias name (checkAliasName in
+// internal/kms/keys.go); TestKeyCreateAlias checks that the two agree.
+var aliasNameRE = regexp.MustCompile(`^alias/[a-zA-Z0-9/_-]{1,250}$`)
+
+// checkAliasName refuses, as a usage error, an alias name the engine
+// would refuse: key create checks it before it creates the key.
+func checkAliasName(name string) error {
+	if !aliasNameRE.MatchString(name) {
+		return fmt.Errorf("%w: --alias: an alias name is alias/ followed by 1 to 250 of a-z A-Z 0-9 / _ - (alias/billing)", errUsage)
+	}
+	if strings.HasPrefix(name, "alias/aws/") {
+		return fmt.Errorf("%w: --alias: alias names beginning with alias/aws/ are reserved", errUsage)
+	}
+	return nil
+}
+
+// createKey creates a key, its alias and its namespaces tag. An alias that
+// exists already is refused before the key is created.
 func createKey(ctx context.Context, e *kms.Engine, description, alias string, namespaces []string, stdout io.Writer) error {
+	if alias != "" {
+		d, err := e.DescribeKey(ctx, &kms.DescribeKeyInput{KeyID: alias})
+		switch {
+		case err == nil:
+			return fmt.Errorf("alias %s exists already (it names key %s): no key created", alias, d.KeyMetadata.Arn)
+		case kms.CodeOf(err) != kms.CodeNotFound:
+			return err
+		}
+	}
 	in := &kms.CreateKeyInput{Description: description}
 	if len(namespaces) > 0 {
 		in.Tags = []kms.Tag{{TagKey: rekeyv1alpha1.KeyNamespacesTag, TagValue: strings.Join(namespaces, ",")}}
