@@ -146,19 +146,27 @@ func checkRawArgs(fs *pflag.FlagSet, args []string) error {
 		}
 		i++ // the value
 	}
-	return checkRepeats(fs, args)
+	return checkValues(fs, args)
 }
 
-// checkRepeats refuses a flag that takes one value given twice with
-// different values (--keystore A --keystore B; pflag keeps the last).
-// Repeatable flags (their values are cobra.SliceValues: --context,
-// --from-literal, ...) are not counted.
-func checkRepeats(fs *pflag.FlagSet, args []string) error {
+// checkValues refuses
+//
+//   - a flag that takes one value given twice with different values
+//     (--keystore A --keystore B; pflag keeps the last). Repeatable flags
+//     (their values are cobra.SliceValues: --context, --from-literal, ...)
+//     are not counted;
+//   - an empty value given to a flag where empty makes no sense (noEmptyValue):
+//     --keystore= would silently stand for no keystore, or let an
+//     environment variable or a default through.
+func checkValues(fs *pflag.FlagSet, args []string) error {
 	shadow := shadowFlags(fs)
 	shadow.ParseErrorsAllowlist.UnknownFlags = true
 	given := map[string]string{}
-	var twice string
+	var twice, empty string
 	_ = shadow.ParseAll(args, func(f *pflag.Flag, value string) error { // pflag reports its errors later
+		if value == "" && noEmptyValue[f.Name] && empty == "" {
+			empty = f.Name
+		}
 		if _, repeatable := fs.Lookup(f.Name).Value.(cobra.SliceValue); repeatable {
 			return nil
 		}
@@ -168,11 +176,25 @@ func checkRepeats(fs *pflag.FlagSet, args []string) error {
 		given[f.Name] = value
 		return nil
 	})
-	if twice != "" {
+	switch {
+	case empty != "":
+		return usageErrorf("--%s: the value is empty", empty)
+	case twice != "":
 		return usageErrorf("--%s given twice, with different values", twice)
 	}
 	return nil
 }
+
+// noEmptyValue are the flags, of any command, for which an empty value makes
+// no sense.
+var noEmptyValue = func() map[string]bool {
+	names := map[string]bool{}
+	for _, name := range strings.Fields(`keystore root-key-file region account-id kms-endpoint
+		key source-key destination-key alias operations namespace output to from listen audit-log`) {
+		names[name] = true
+	}
+	return names
+}()
 
 // shadowFlags is a flag set with the names, shorthands and switches of
 // fs, whose values go nowhere: it parses a command line as fs would,

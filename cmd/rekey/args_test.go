@@ -108,6 +108,10 @@ func TestFlagsAndCheckRawArgs(t *testing.T) {
 		{args: []string{"-key=secret"}, err: "-key: long flags take two dashes: --key", noEcho: "secret"},
 		{args: []string{"-help"}, err: "-help: long flags take two dashes: --help"},
 		{args: []string{"--on=maybe"}, err: "invalid value for --on: want true or false", noEcho: "maybe"},
+		// An empty value where it makes no sense (--key, --namespace).
+		{args: []string{"a", "--key="}, err: "--key: the value is empty"},
+		{args: []string{"a", "--key", ""}, err: "--key: the value is empty"},
+		{args: []string{"-n", "", "a"}, err: "--namespace: the value is empty"},
 		// A flag given twice with different values (pflag keeps the last).
 		{args: []string{"--key", "a", "--key=b"}, err: "--key given twice, with different values", noEcho: "b"},
 		{args: []string{"-n", "a", "x", "--namespace", "b"}, err: "--namespace given twice"},

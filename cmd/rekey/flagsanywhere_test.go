@@ -142,3 +142,35 @@ func TestValueFlagBeforeDashDashWord(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestEmptyFlagValue is review 13's finding 13: an explicitly empty value
+// overrode the environment or the default, with a misleading error
+// (key list --keystore= said "--keystore is required (or set
+// REKEY_KEYSTORE)" with REKEY_KEYSTORE set) or none (status --namespace=
+// used the kubeconfig's namespace).
+func TestEmptyFlagValue(t *testing.T) {
+	c := newCLI(t)
+	t.Setenv("REKEY_KEYSTORE", c.args[1])
+	t.Setenv("REKEY_ROOT_KEY_FILE", c.args[3])
+	for _, argv := range [][]string{
+		{"key", "list", "--keystore="},
+		{"key", "list", "--root-key-file", ""},
+		{"key", "list", "--region="},
+		{"status", "--namespace="},
+		{"rerun", "x", "-n", ""},
+		{"secret", "create", "db", "--key", "alias/x", "--from-literal", "a=b", "-n", ""},
+		{"secret", "create", "db", "--key=", "--from-literal", "a=b"},
+		{"secret", "create", "db", "--key", "alias/x", "--from-literal", "a=b", "-o", ""},
+		{"encrypt", "--key", "alias/x", "--kms-endpoint="},
+		{"key", "create", "--alias="},
+		{"keystore", "backup", "--to="},
+		{"controller", "--keystore="},
+	} {
+		out, errOut, code := rekeyCmd("v", argv...)
+		if code != 2 || out != "" || !strings.Contains(errOut, ": the value is empty") {
+			t.Errorf("rekey %q: exit %d (want 2), stdout %q, stderr %q", argv, code, out, errOut)
+		}
+	}
+	// --description may be empty.
+	c.ok("", "key", "create", "--description=")
+}
