@@ -353,7 +353,7 @@ var otherValues = map[string]string{
 	"zap-log-level":        "debug, info, error, panic or an integer above 0",
 	"zap-encoder":          "json or console",
 	"zap-stacktrace-level": "info, error or panic",
-	"zap-time-encoding":    "epoch, millis, nano, iso8601, rfc3339 or rfc3339nano",
+	"zap-time-encoding":    "epoch, millis, nanos, iso8601, rfc3339 or rfc3339nano",
 }
 
 // typeName says what a value of one of pflag's (or Go's) types looks

@@ -26,6 +26,7 @@ import (
 	"testing"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"sigs.k8s.io/yaml"
 )
 
@@ -282,5 +283,33 @@ func TestDeploymentArgsParse(t *testing.T) {
 	}
 	if n != 2 {
 		t.Fatalf("found %d rekey containers, want 2 (the controller and kms serve)", n)
+	}
+}
+
+// TestHelpAndDocs is review 13's finding 14: controller -h said that
+// --zap-time-encoding defaults to epoch (it is rfc3339), docs/operations.md's
+// table of the manager's flags lacked --pprof-bind-address, and secret
+// create's usage error pointed to -h twice.
+func TestHelpAndDocs(t *testing.T) {
+	out, _, code := rekeyOut("controller", "-h")
+	if code != 0 || !strings.Contains(out, "Defaults to 'rfc3339'") || strings.Contains(out, "Defaults to 'epoch'") {
+		t.Errorf("controller -h: exit %d, --zap-time-encoding's default:\n%s", code, out)
+	}
+	b, err := os.ReadFile(filepath.Join("..", "..", "docs", "operations.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, table, _ := strings.Cut(string(b), "## Manager flags (`rekey controller -h`)")
+	table, _, _ = strings.Cut(table, "\n## ")
+	root := newRootCmd(streams{in: strings.NewReader(""), out: io.Discard, err: io.Discard})
+	controller, _, _ := root.Find([]string{"controller"})
+	controller.Flags().VisitAll(func(f *pflag.Flag) {
+		if !strings.Contains(table, "`--"+f.Name+"`") {
+			t.Errorf("docs/operations.md, Manager flags: no --%s", f.Name)
+		}
+	})
+	_, errOut, _ := rekeyOut("secret", "create", "--key", "alias/x", "--from-literal", "a=b")
+	if n := strings.Count(errOut, "rekey secret create -h"); n != 1 {
+		t.Errorf("secret create without NAME points to -h %d times:\n%s", n, errOut)
 	}
 }

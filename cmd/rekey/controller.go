@@ -117,6 +117,9 @@ func (o *controllerOptions) bind(fs *pflag.FlagSet) {
 	zapFlags := flag.NewFlagSet("zap", flag.ContinueOnError)
 	o.zap.BindFlags(zapFlags)
 	fs.AddGoFlagSet(zapFlags)
+	// Its own help says "Defaults to 'epoch'" and "nano"; the default is
+	// rfc3339 (zap.Options.addDefaults), and nanos is what it takes.
+	fs.Lookup("zap-time-encoding").Usage = "Zap time encoding (one of 'epoch', 'millis', 'nanos', 'iso8601', 'rfc3339' or 'rfc3339nano'). Defaults to 'rfc3339'."
 }
 
 func newScheme() *runtime.Scheme {

@@ -85,7 +85,7 @@ func newSecretCreateCmd(s streams) *cobra.Command {
 				return err
 			}
 			if len(args) != 1 {
-				return fmt.Errorf("%w: secret create takes one argument, the Secret's NAME; got %d (see rekey secret create -h)", errUsage, len(args))
+				return fmt.Errorf("%w: secret create takes one argument, the Secret's NAME; got %d", errUsage, len(args))
 			}
 			return nil
 		},
