@@ -187,14 +187,17 @@ func checkValues(fs *pflag.FlagSet, args []string) error {
 
 // noEmptyValue are the flags, of any command, for which an empty value makes
 // no sense.
-var noEmptyValue = func() map[string]bool {
-	names := map[string]bool{}
-	for _, name := range strings.Fields(`keystore root-key-file region account-id kms-endpoint
-		key source-key destination-key alias operations namespace output to from listen audit-log`) {
-		names[name] = true
+var noEmptyValue = nameSet(`keystore root-key-file region account-id kms-endpoint
+	key source-key destination-key alias operations namespace output to from listen audit-log`)
+
+// nameSet is the set of the space-separated names in names.
+func nameSet(names string) map[string]bool {
+	set := map[string]bool{}
+	for _, name := range strings.Fields(names) {
+		set[name] = true
 	}
-	return names
-}()
+	return set
+}
 
 // shadowFlags is a flag set with the names, shorthands and switches of
 // fs, whose values go nowhere: it parses a command line as fs would,

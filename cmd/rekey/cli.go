@@ -25,6 +25,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/rekey-dev/rekey/internal/keypolicy"
 )
 
 // streams are the standard input and outputs of one run.
@@ -323,7 +325,37 @@ func newRootCmd(s streams) *cobra.Command {
 		}
 	}
 	finishTree(root)
+	completeFlagValues(root)
 	return root
+}
+
+// fileFlags are the flags whose values are file (or directory) names: the
+// shells complete those; the values of the other flags are not files.
+var fileFlags = nameSet(`keystore root-key-file to from from-file credentials-file policy-file audit-log
+	tls-cert-file tls-key-file metrics-cert-dir`)
+
+// completeFlagValues says, for shell completion, what the value of each
+// flag of c and its subcommands is: -o yaml or json, --operations the
+// operation names, a file name for fileFlags, and nothing to complete for
+// the others.
+func completeFlagValues(c *cobra.Command) {
+	c.LocalNonPersistentFlags().VisitAll(func(f *pflag.Flag) {
+		var complete cobra.CompletionFunc
+		switch {
+		case f.NoOptDefVal != "" || fileFlags[f.Name]:
+			return
+		case f.Name == "output":
+			complete = cobra.FixedCompletions([]cobra.Completion{"yaml", "json"}, cobra.ShellCompDirectiveNoFileComp)
+		case f.Name == "operations":
+			complete = cobra.FixedCompletions(keypolicy.OperationNames, cobra.ShellCompDirectiveNoFileComp)
+		default:
+			complete = cobra.NoFileCompletions
+		}
+		_ = c.RegisterFlagCompletionFunc(f.Name, complete) // fails only for a flag registered twice
+	})
+	for _, sub := range c.Commands() {
+		completeFlagValues(sub)
+	}
 }
 
 // finishTree makes every group of commands (one without a run of its own,

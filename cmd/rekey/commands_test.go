@@ -313,3 +313,26 @@ func TestHelpAndDocs(t *testing.T) {
 		t.Errorf("secret create without NAME points to -h %d times:\n%s", n, errOut)
 	}
 }
+
+// TestFlagValueCompletion is review 13's finding 12: completion offered
+// file names for the value of every flag (-o, -n, --key, --operations);
+// now only for flags whose values are files.
+func TestFlagValueCompletion(t *testing.T) {
+	for _, tc := range []struct {
+		line []string
+		want string
+	}{
+		{[]string{"secret", "create", "db", "-o", ""}, "yaml\njson\n:4\n"},
+		{[]string{"key", "grant", "k", "ns", "--operations", ""}, "decrypt\nencrypt\ngenerate-data-key\n:4\n"},
+		{[]string{"encrypt", "--key", ""}, ":4\n"},
+		{[]string{"secret", "create", "db", "-n", ""}, ":4\n"},
+		{[]string{"encrypt", "--context", ""}, ":4\n"},
+		{[]string{"keystore", "backup", "--to", ""}, ":0\n"},
+		{[]string{"key", "list", "--keystore", ""}, ":0\n"},
+		{[]string{"kms", "serve", "--credentials-file", ""}, ":0\n"},
+	} {
+		if out, _, code := rekeyOut(append([]string{"__completeNoDesc"}, tc.line...)...); code != 0 || out != tc.want {
+			t.Errorf("__complete %q: exit %d, %q, want %q", tc.line, code, out, tc.want)
+		}
+	}
+}
