@@ -28,6 +28,7 @@ import (
 	"strings"
 
 	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/util/validation"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -134,7 +135,9 @@ func (f *engineFlags) backend() (keystore.Backend, error) {
 		return nil, err
 	}
 	var c client.Client
-	if strings.HasPrefix(f.keystore, secretScheme) {
+	if _, _, isSecret, err := secretRef(f.keystore); err != nil {
+		return nil, err
+	} else if isSecret {
 		cfg, err := ctrl.GetConfig()
 		if err != nil {
 			return nil, fmt.Errorf("--keystore %s needs a kubeconfig: %w", f.keystore, err)
@@ -153,19 +156,33 @@ const secretScheme = "k8s://"
 // keystore.ErrMissing): k8s://NAMESPACE/NAME is a Secret read and written
 // through c; anything else is a file path.
 func openStore(location string, root *keystore.RootKey, c client.Client) (keystore.Backend, error) {
+	ns, name, isSecret, err := secretRef(location)
+	switch {
+	case err != nil:
+		return nil, err
+	case isSecret:
+		return keystore.OpenSecret(c, ns, name, root), nil
+	}
+	return keystore.OpenFile(location, root), nil
+}
+
+// secretRef reads a keystore location k8s://NAMESPACE/NAME: isSecret
+// reports the scheme. Its errors never echo the location: a URL may carry
+// credentials (https://USER:PASSWORD@...), and so may a malformed k8s://
+// one; a valid one is a namespace and a Secret's name.
+func secretRef(location string) (ns, name string, isSecret bool, err error) {
 	ref, ok := strings.CutPrefix(location, secretScheme)
 	if !ok {
 		if strings.Contains(location, "://") {
-			// Not echoed: a URL may carry credentials.
-			return nil, fmt.Errorf("%w: the keystore is a URL other than k8s://NAMESPACE/NAME: use a file path or k8s://NAMESPACE/NAME", errUsage)
+			return "", "", false, fmt.Errorf("%w: the keystore is a URL other than k8s://NAMESPACE/NAME: use a file path or k8s://NAMESPACE/NAME", errUsage)
 		}
-		return keystore.OpenFile(location, root), nil
+		return "", "", false, nil
 	}
-	ns, name, ok := strings.Cut(ref, "/")
-	if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
-		return nil, fmt.Errorf("%w: keystore %q: want k8s://NAMESPACE/NAME", errUsage, location)
+	ns, name, ok = strings.Cut(ref, "/")
+	if !ok || len(validation.IsDNS1123Label(ns)) > 0 || len(validation.IsDNS1123Subdomain(name)) > 0 {
+		return "", "", true, fmt.Errorf("%w: the keystore is not k8s://NAMESPACE/NAME (a namespace and a Secret's name)", errUsage)
 	}
-	return keystore.OpenSecret(c, ns, name, root), nil
+	return ns, name, true, nil
 }
 
 // contextFlag collects repeated --context k=v into an encryption context.

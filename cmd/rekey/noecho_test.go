@@ -94,6 +94,12 @@ func TestEndpointNotEchoed(t *testing.T) {
 	if code != 2 || !strings.Contains(errOut, "the keystore is a URL other than k8s://NAMESPACE/NAME") || strings.Contains(errOut, hidden) {
 		t.Errorf("--keystore URL: exit %d, stderr %q", code, errOut)
 	}
+	for _, ref := range []string{"k8s://admin:" + hidden + "@ns/name", "k8s://ns/" + hidden + "/x", "k8s://" + hidden, "k8s://ns/" + hidden + "?x"} {
+		_, errOut, code := rekeyOut("key", "list", "--keystore", ref, "--root-key-file", dir+"/root.key")
+		if code != 2 || !strings.Contains(errOut, "the keystore is not k8s://NAMESPACE/NAME (a namespace and a Secret's name)") || strings.Contains(errOut, hidden) {
+			t.Errorf("--keystore %s: exit %d, stderr %q", ref, code, errOut)
+		}
+	}
 }
 
 // TestNoEchoOfValues is review 13's findings 9 and 10: a root key given
