@@ -19,9 +19,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
-	"regexp"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -300,18 +300,12 @@ func listKeys(ctx context.Context, e *kms.Engine, stdout io.Writer) error {
 	return tw.Flush()
 }
 
-// aliasNameRE is the engine's rule for an alias name (checkAliasName in
-// internal/kms/keys.go); TestKeyCreateAlias checks that the two agree.
-var aliasNameRE = regexp.MustCompile(`^alias/[a-zA-Z0-9/_-]{1,250}$`)
-
 // checkAliasName refuses, as a usage error, an alias name the engine
 // would refuse: key create checks it before it creates the key.
 func checkAliasName(name string) error {
-	if !aliasNameRE.MatchString(name) {
-		return fmt.Errorf("%w: --alias: an alias name is alias/ followed by 1 to 250 of a-z A-Z 0-9 / _ - (alias/billing)", errUsage)
-	}
-	if strings.HasPrefix(name, "alias/aws/") {
-		return fmt.Errorf("%w: --alias: alias names beginning with alias/aws/ are reserved", errUsage)
+	var ke *kms.Error
+	if err := kms.CheckAliasName(name); errors.As(err, &ke) {
+		return fmt.Errorf("%w: --alias: %s", errUsage, ke.Message)
 	}
 	return nil
 }

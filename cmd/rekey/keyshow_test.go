@@ -17,12 +17,9 @@ limitations under the License.
 package main
 
 import (
-	"context"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/rekey-dev/rekey/internal/kms"
 )
 
 // squash folds runs of spaces, so tabular output compares by words.
@@ -105,28 +102,10 @@ func TestKeyCreateAlias(t *testing.T) {
 	c := newCLI(t)
 	c.ok("", "key", "create", "--alias", "alias/billing")
 	before := c.ok("", "key", "list")
-	c.fails(2, "--alias: an alias name is alias/ followed by 1 to 250 of a-z A-Z 0-9 / _ -", "", "key", "create", "--alias", "billing")
+	c.fails(2, `--alias: alias name "billing" must be alias/ followed by 1 to 250 of a-z A-Z 0-9 / _ -`, "", "key", "create", "--alias", "billing")
 	c.fails(2, "--alias: alias names beginning with alias/aws/ are reserved", "", "key", "create", "--alias", "alias/aws/x")
 	c.fails(1, "alias alias/billing exists already (it names key arn:aws:kms:local:000000000000:key/", "", "key", "create", "--alias", "alias/billing")
 	if after := c.ok("", "key", "list"); after != before {
 		t.Fatalf("a refused key create made a key:\n%s\n%s", before, after)
-	}
-
-	// The check is the engine's rule.
-	ef := engineFlags{keystore: c.args[1], rootKeyFile: c.args[3], region: "local", accountID: "000000000000"}
-	e, err := ef.open(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := e.CreateKey(context.Background(), &kms.CreateKeyInput{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range []string{"alias/a", "alias/A-b_c/d", "billing", "alias/", "alias/a b", "alias/a.b", "alias/aws/x", "alias/aws",
-		"alias/" + strings.Repeat("x", 250), "alias/" + strings.Repeat("x", 251), "ALIAS/a", " alias/a"} {
-		_, err := e.CreateAlias(context.Background(), &kms.CreateAliasInput{AliasName: name, TargetKeyID: key.KeyMetadata.KeyID})
-		if engineOK, ours := kms.CodeOf(err) != kms.CodeInvalidAliasName, checkAliasName(name); engineOK != (ours == nil) {
-			t.Errorf("alias name %q: the engine says %v, key create's check %v", name, err, ours)
-		}
 	}
 }

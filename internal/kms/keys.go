@@ -155,7 +155,10 @@ func (e *Engine) ListKeys(_ context.Context, in *ListKeysInput) (*ListKeysOutput
 
 var aliasNameRE = regexp.MustCompile(`^alias/[a-zA-Z0-9/_-]{1,250}$`)
 
-func checkAliasName(name string) error {
+// CheckAliasName refuses (InvalidAliasNameException) an alias name that
+// CreateAlias and UpdateAlias would refuse: callers that create a key and
+// then its alias check the name first.
+func CheckAliasName(name string) error {
 	if !aliasNameRE.MatchString(name) {
 		return newError(CodeInvalidAliasName, "alias name %q must be alias/ followed by 1 to 250 of a-z A-Z 0-9 / _ -", name)
 	}
@@ -187,7 +190,7 @@ func (e *Engine) aliasTarget(d *stateDoc, target string) (*keyRecord, error) {
 
 // CreateAlias points a new alias at a key.
 func (e *Engine) CreateAlias(ctx context.Context, in *CreateAliasInput) (*Empty, error) {
-	if err := checkAliasName(in.AliasName); err != nil {
+	if err := CheckAliasName(in.AliasName); err != nil {
 		return nil, err
 	}
 	return &Empty{}, e.mutate(ctx, func(d *stateDoc) error {
@@ -206,7 +209,7 @@ func (e *Engine) CreateAlias(ctx context.Context, in *CreateAliasInput) (*Empty,
 
 // UpdateAlias points an existing alias at another key.
 func (e *Engine) UpdateAlias(ctx context.Context, in *UpdateAliasInput) (*Empty, error) {
-	if err := checkAliasName(in.AliasName); err != nil {
+	if err := CheckAliasName(in.AliasName); err != nil {
 		return nil, err
 	}
 	return &Empty{}, e.mutate(ctx, func(d *stateDoc) error {
@@ -225,7 +228,7 @@ func (e *Engine) UpdateAlias(ctx context.Context, in *UpdateAliasInput) (*Empty,
 
 // DeleteAlias deletes an alias; the key is untouched.
 func (e *Engine) DeleteAlias(ctx context.Context, in *DeleteAliasInput) (*Empty, error) {
-	if err := checkAliasName(in.AliasName); err != nil {
+	if err := CheckAliasName(in.AliasName); err != nil {
 		return nil, err
 	}
 	return &Empty{}, e.mutate(ctx, func(d *stateDoc) error {
