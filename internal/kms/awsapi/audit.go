@@ -200,7 +200,15 @@ func appendRecord(b []byte, r *auditRecord, elapsed time.Duration) []byte {
 func appendJSONString(b []byte, s string) []byte {
 	const hex = "0123456789abcdef"
 	b = append(b, '"')
-	for i := 0; i < len(s); {
+	// Most of a line (ARNs, ids, addresses) needs no escape: copy the
+	// plain prefix at once.
+	plain := 0
+	for plain < len(s) && s[plain] >= 0x20 && s[plain] < 0x7f && s[plain] != '"' && s[plain] != '\\' &&
+		s[plain] != '<' && s[plain] != '>' && s[plain] != '&' {
+		plain++
+	}
+	b = append(b, s[:plain]...)
+	for i := plain; i < len(s); {
 		c := s[i]
 		if c < utf8.RuneSelf {
 			switch {

@@ -141,23 +141,24 @@ func sigError(code kms.ErrorCode, format string, args ...any) *kms.Error {
 	return &kms.Error{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
-// authorization is a parsed Authorization header. It holds up to
-// len(headerBuf) signed header names without allocating (the AWS SDKs
-// sign six to eight).
+// authorization is a parsed Authorization header but for its signed
+// header names.
 type authorization struct {
 	akid, date, region, service string
-	signedHeaders               []string
 	signedHeaderList            string
 	signature                   [sha256.Size]byte
-	headerBuf                   [16]string
 }
 
-// parseAuthorization parses h into *a (the caller's, so that the signed
-// header names can live in a.headerBuf).
-func parseAuthorization(h string, a *authorization) error {
+// parseAuthorization parses h and returns the signed header names appended
+// to names: the caller's array, so that nothing allocates (the AWS SDKs
+// sign six to eight headers). The names are returned apart from the
+// struct: escape analysis follows a struct as a whole, and its key id ends
+// up in the signing-key cache, which would move the array to the heap.
+func parseAuthorization(h string, names []string) (authorization, []string, error) {
+	var a authorization
 	rest, ok := strings.CutPrefix(h, sigAlgorithm+" ")
 	if !ok {
-		return sigError(kms.CodeIncompleteSignature, "Authorization must use %s", sigAlgorithm)
+		return a, nil, sigError(kms.CodeIncompleteSignature, "Authorization must use %s", sigAlgorithm)
 	}
 	var cred, signed, sig string
 	for part := range strings.SplitSeq(rest, ",") {
@@ -172,7 +173,7 @@ func parseAuthorization(h string, a *authorization) error {
 		}
 	}
 	if cred == "" || signed == "" || sig == "" {
-		return sigError(kms.CodeIncompleteSignature, "Authorization must hold Credential, SignedHeaders and Signature")
+		return a, nil, sigError(kms.CodeIncompleteSignature, "Authorization must hold Credential, SignedHeaders and Signature")
 	}
 	ok = true
 	for _, p := range []*string{&a.akid, &a.date, &a.region, &a.service} {
@@ -181,26 +182,26 @@ func parseAuthorization(h string, a *authorization) error {
 		}
 	}
 	if !ok || cred != "aws4_request" {
-		return sigError(kms.CodeIncompleteSignature, "Credential scope must be ACCESS_KEY/DATE/REGION/SERVICE/aws4_request")
+		return a, nil, sigError(kms.CodeIncompleteSignature, "Credential scope must be ACCESS_KEY/DATE/REGION/SERVICE/aws4_request")
 	}
 	if !validRegion(a.region) {
-		return sigError(kms.CodeIncompleteSignature, "the credential scope's region must be 1 to %d of a-z, 0-9 and -", maxRegionLen)
+		return a, nil, sigError(kms.CodeIncompleteSignature, "the credential scope's region must be 1 to %d of a-z, 0-9 and -", maxRegionLen)
 	}
 	a.signedHeaderList = signed
-	a.signedHeaders = a.headerBuf[:0]
+	list := names[:0]
 	for name := range strings.SplitSeq(signed, ";") {
-		if name == "" || (len(a.signedHeaders) > 0 && name <= a.signedHeaders[len(a.signedHeaders)-1]) || strings.ToLower(name) != name {
-			return sigError(kms.CodeIncompleteSignature, "SignedHeaders must be lower-case names, sorted, each once")
+		if name == "" || (len(list) > 0 && name <= list[len(list)-1]) || strings.ToLower(name) != name {
+			return a, nil, sigError(kms.CodeIncompleteSignature, "SignedHeaders must be lower-case names, sorted, each once")
 		}
-		a.signedHeaders = append(a.signedHeaders, name)
+		list = append(list, name)
 	}
 	if len(sig) != hex.EncodedLen(sha256.Size) {
-		return sigError(kms.CodeIncompleteSignature, "Signature must be 64 hex digits")
+		return a, nil, sigError(kms.CodeIncompleteSignature, "Signature must be 64 hex digits")
 	}
 	if _, err := hex.Decode(a.signature[:], []byte(sig)); err != nil {
-		return sigError(kms.CodeIncompleteSignature, "Signature must be 64 hex digits")
+		return a, nil, sigError(kms.CodeIncompleteSignature, "Signature must be 64 hex digits")
 	}
-	return nil
+	return a, list, nil
 }
 
 // validRegion reports whether a credential scope's region is short and of
@@ -278,8 +279,9 @@ func (v *verifier) verifySession(r *http.Request, body []byte, sess *podidentity
 	if h == "" {
 		return "", false, sigError(kms.CodeMissingAuthToken, "the request is not signed (AWS Signature Version 4 is required)")
 	}
-	var a authorization
-	if err := parseAuthorization(h, &a); err != nil {
+	var names [16]string
+	a, signedHeaders, err := parseAuthorization(h, names[:0])
+	if err != nil {
 		return "", false, err
 	}
 	secret, isSession, err := v.secretFor(r, a.akid, sess)
@@ -301,12 +303,12 @@ func (v *verifier) verifySession(r *http.Request, body []byte, sess *podidentity
 		return "", false, sigError(kms.CodeInvalidSignature, "signature expired: the request time is more than %v from the server's", maxClockSkew)
 	}
 	for _, name := range requiredSignedHeaders {
-		if !slices.Contains(a.signedHeaders, name) {
+		if !slices.Contains(signedHeaders, name) {
 			return "", false, sigError(kms.CodeIncompleteSignature, "SignedHeaders must include %s", strings.Join(requiredSignedHeaders, ", "))
 		}
 	}
 	for name := range r.Header {
-		if len(name) > 6 && strings.EqualFold(name[:6], "x-amz-") && !signedHeader(a.signedHeaders, name) {
+		if len(name) > 6 && strings.EqualFold(name[:6], "x-amz-") && !signedHeader(signedHeaders, name) {
 			return "", false, sigError(kms.CodeIncompleteSignature, "every x-amz-* header must be signed; %s is not", auditKey(name))
 		}
 	}
@@ -334,7 +336,7 @@ func (v *verifier) verifySession(r *http.Request, body []byte, sess *podidentity
 		b = append(b, canonicalQuery(r.URL.Query())...)
 	}
 	b = append(b, '\n')
-	for _, name := range a.signedHeaders {
+	for _, name := range signedHeaders {
 		val, ok := headerValue(r, name)
 		if !ok {
 			return "", false, sigError(kms.CodeIncompleteSignature, "signed header %q is missing from the request", auditKey(name))
