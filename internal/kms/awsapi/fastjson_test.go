@@ -210,3 +210,31 @@ func TestEncodeResponseMatchesJSONIterator(t *testing.T) {
 		}
 	}
 }
+
+// TestFastPathSharesAnIdenticalContext: a ReEncrypt that sends the same
+// context twice, byte for byte, gets one map for both (the engine then
+// canonicalises it once); different contexts stay two maps. Either way
+// the values are decodeStrict's.
+func TestFastPathSharesAnIdenticalContext(t *testing.T) {
+	for _, tc := range []struct {
+		body string
+		same bool
+	}{
+		{`{"CiphertextBlob":"AAEC","DestinationEncryptionContext":{"app":"a","t":"b"},"DestinationKeyId":"k","SourceEncryptionContext":{"app":"a","t":"b"}}`, true},
+		{`{"CiphertextBlob":"AAEC","DestinationEncryptionContext":{},"DestinationKeyId":"k","SourceEncryptionContext":{}}`, true},
+		{`{"CiphertextBlob":"AAEC","DestinationEncryptionContext":{"app":"a"},"DestinationKeyId":"k","SourceEncryptionContext":{"app":"b"}}`, false},
+		{`{"CiphertextBlob":"AAEC","DestinationEncryptionContext":{"app":"a"},"DestinationKeyId":"k","SourceEncryptionContext":{"app":"a","x":"y"}}`, false},
+		{`{"CiphertextBlob":"AAEC","DestinationEncryptionContext":{"app":"a"},"DestinationKeyId":"k","SourceEncryptionContext":{"app":"a"} }`, true},
+	} {
+		in, want := new(kms.ReEncryptInput), new(kms.ReEncryptInput)
+		if !fastReEncrypt([]byte(tc.body), in) {
+			t.Fatalf("the fast path gave up on %s", tc.body)
+		}
+		if err := decodeStrict([]byte(tc.body), want); err != nil || !reflect.DeepEqual(in, want) {
+			t.Fatalf("%s: fast %+v, strict %+v (%v)", tc.body, in, want, err)
+		}
+		if got := kms.SameContext(in.SourceEncryptionContext, in.DestinationEncryptionContext); got != tc.same {
+			t.Errorf("%s: one map for both: %v, want %v", tc.body, got, tc.same)
+		}
+	}
+}
