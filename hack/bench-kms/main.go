@@ -207,8 +207,9 @@ type result struct {
 	p50, p99 time.Duration
 }
 
-// load runs clients doing ReEncrypt for d and returns what they saw.
-func load(ctx context.Context, c *awskms.Client, in *awskms.ReEncryptInput, clients int, d time.Duration) (ops, errs int, lat []time.Duration, firstErr error) {
+// load runs clients making call (one KMS request) for d and returns what
+// they saw.
+func load(ctx context.Context, call func(context.Context) error, clients int, d time.Duration) (ops, errs int, lat []time.Duration, firstErr error) {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	deadline := time.Now().Add(d)
@@ -221,8 +222,7 @@ func load(ctx context.Context, c *awskms.Client, in *awskms.ReEncryptInput, clie
 			var fe error
 			for time.Now().Before(deadline) {
 				t0 := time.Now()
-				_, err := c.ReEncrypt(ctx, in)
-				if err != nil {
+				if err := call(ctx); err != nil {
 					e++
 					if fe == nil {
 						fe = err
@@ -244,14 +244,13 @@ func load(ctx context.Context, c *awskms.Client, in *awskms.ReEncryptInput, clie
 	return ops, errs, lat, firstErr
 }
 
-// target is one server under measurement: its client, its request, and
+// target is one server under measurement: the request it is sent, and
 // what its slices added up to.
 type target struct {
-	s   *server
-	c   *awskms.Client
-	in  *awskms.ReEncryptInput
-	res result
-	lat []time.Duration
+	s    *server
+	call func(context.Context) error
+	res  result
+	lat  []time.Duration
 	// perRound is the server's CPU per operation in each round.
 	perRound []float64
 }
@@ -263,7 +262,7 @@ func (t *target) slice(ctx context.Context, clients int, d time.Duration) error 
 		return err
 	}
 	t0 := time.Now()
-	ops, errs, lat, firstErr := load(ctx, t.c, t.in, clients, d)
+	ops, errs, lat, firstErr := load(ctx, t.call, clients, d)
 	elapsed := time.Since(t0)
 	cpu1, err := cpuTime(t.s.cmd.Process.Pid)
 	if err != nil {
@@ -403,15 +402,17 @@ func run(rekeyBin string, d, warmup time.Duration, rounds, clients, size, gogc i
 		if spec.tls {
 			r = roots
 		}
-		t := &target{s: s, c: client(s.url, akid, secret, r),
-			in: &awskms.ReEncryptInput{CiphertextBlob: make([]byte, size+58), DestinationKeyId: aws.String("alias/null")}}
+		t := &target{s: s}
 		targets = append(targets, t)
+		in := &awskms.ReEncryptInput{CiphertextBlob: make([]byte, size+58), DestinationKeyId: aws.String("alias/null")}
 		if spec.real {
-			if t.in, err = setup(ctx, s.url, size, r); err != nil {
+			if in, err = setup(ctx, s.url, size, r); err != nil {
 				return fmt.Errorf("%s setup: %w", s.name, err)
 			}
 		}
-		if _, _, _, err := load(ctx, t.c, t.in, clients, warmup); err != nil {
+		c := client(s.url, akid, secret, r)
+		t.call = func(ctx context.Context) error { _, err := c.ReEncrypt(ctx, in); return err }
+		if _, _, _, err := load(ctx, t.call, clients, warmup); err != nil {
 			return fmt.Errorf("%s warm-up: %w", s.name, err)
 		}
 	}

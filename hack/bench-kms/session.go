@@ -22,8 +22,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -144,12 +142,19 @@ func runDecryptSession(rekeyBin string, d, warmup time.Duration, clients, size, 
 			}
 		}
 		c := sessionClient(s.url, r.id, r.key, r.token)
-		res, err := measureDecrypt(ctx, s, c, blob, clients, warmup, d)
+		in := &awskms.DecryptInput{CiphertextBlob: blob, EncryptionContext: benchContext}
+		t := &target{s: s, call: func(ctx context.Context) error { _, err := c.Decrypt(ctx, in); return err }}
+		_, _, _, err = load(ctx, t.call, clients, warmup)
+		if err != nil {
+			err = fmt.Errorf("%s warm-up: %w", s.name, err)
+		} else {
+			err = t.slice(ctx, clients, d)
+		}
 		s.stop()
 		if err != nil {
 			return err
 		}
-		results = append(results, res)
+		results = append(results, t.finish())
 	}
 	fmt.Printf("%-32s %9s %9s %9s %9s %14s\n", "credentials", "ops", "ops/s", "p50", "p99", "server CPU/op")
 	for _, r := range results {
@@ -186,55 +191,4 @@ func sessionClient(url, id, key, token string) *awskms.Client {
 	return awskms.New(c.Options(), func(o *awskms.Options) {
 		o.Credentials = credentials.NewStaticCredentialsProvider(id, key, token)
 	})
-}
-
-// measureDecrypt is measure for Decrypt.
-func measureDecrypt(ctx context.Context, s *server, c *awskms.Client, blob []byte, clients int, warmup, d time.Duration) (result, error) {
-	in := &awskms.DecryptInput{CiphertextBlob: blob, EncryptionContext: benchContext}
-	loadFor := func(d time.Duration) (ops int, lat []time.Duration, err error) {
-		var mu sync.Mutex
-		var wg sync.WaitGroup
-		deadline := time.Now().Add(d)
-		for range clients {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				var mine []time.Duration
-				var fe error
-				for time.Now().Before(deadline) && fe == nil {
-					t0 := time.Now()
-					if _, fe = c.Decrypt(ctx, in); fe == nil {
-						mine = append(mine, time.Since(t0))
-					}
-				}
-				mu.Lock()
-				ops, lat = ops+len(mine), append(lat, mine...)
-				if err == nil {
-					err = fe
-				}
-				mu.Unlock()
-			}()
-		}
-		wg.Wait()
-		return ops, lat, err
-	}
-	if _, _, err := loadFor(warmup); err != nil {
-		return result{}, fmt.Errorf("%s warm-up: %w", s.name, err)
-	}
-	cpu0, err := cpuTime(s.cmd.Process.Pid)
-	if err != nil {
-		return result{}, err
-	}
-	t0 := time.Now()
-	ops, lat, err := loadFor(d)
-	elapsed := time.Since(t0)
-	if err != nil {
-		return result{}, fmt.Errorf("%s: %w", s.name, err)
-	}
-	cpu1, err := cpuTime(s.cmd.Process.Pid)
-	if err != nil {
-		return result{}, err
-	}
-	slices.Sort(lat)
-	return result{name: s.name, ops: ops, elapsed: elapsed, cpu: cpu1 - cpu0, p50: lat[len(lat)/2], p99: lat[len(lat)*99/100]}, nil
 }
