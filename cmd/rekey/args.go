@@ -340,11 +340,70 @@ func flagName(s string) (name string, cut bool) {
 	return s[:i], true
 }
 
+// repeated is a flag that may be given more than once, collecting into a
+// []string. It is a cobra.SliceValue, so checkValues does not take a
+// second use for a conflicting value. each turns one value given into the
+// values it adds, or refuses it with an error that does not echo it.
+type repeated struct {
+	values *[]string
+	typ    string
+	each   func(string) ([]string, error)
+}
+
+func (r repeated) String() string {
+	if r.values == nil {
+		return ""
+	}
+	return strings.Join(*r.values, ",")
+}
+
+// GetSlice marks the flag repeatable (cobra.SliceValue).
+func (r repeated) GetSlice() []string { return *r.values }
+
+func (r repeated) Type() string { return r.typ }
+
+func (r repeated) Set(s string) error {
+	vs, err := r.each(s)
+	if err != nil {
+		return err
+	}
+	*r.values = append(*r.values, vs...)
+	return nil
+}
+
+// oneValue takes one value, not an empty one.
+func oneValue(s string) ([]string, error) {
+	if s == "" {
+		return nil, errors.New("empty value")
+	}
+	return []string{s}, nil
+}
+
+// oneNamespace takes one namespace name (checked later), not a list.
+func oneNamespace(s string) ([]string, error) {
+	if s == "" || strings.Contains(s, ",") {
+		return nil, errors.New("want one namespace name")
+	}
+	return []string{s}, nil
+}
+
+// commaSeparated takes a comma-separated list; blanks around and between
+// the commas are dropped.
+func commaSeparated(s string) ([]string, error) {
+	var vs []string
+	for v := range strings.SplitSeq(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			vs = append(vs, v)
+		}
+	}
+	return vs, nil
+}
+
 // ownValue reports whether v is one of rekey's flag types, whose errors
 // say what is wrong without echoing the value.
 func ownValue(v pflag.Value) bool {
 	switch v.(type) {
-	case contextFlag, *listFlag, *multiFlag, *hostsFlag, rawFlag:
+	case contextFlag, repeated, rawFlag:
 		return true
 	}
 	return false

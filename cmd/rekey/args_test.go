@@ -143,3 +143,35 @@ func TestFlagsAndCheckRawArgs(t *testing.T) {
 		}
 	}
 }
+
+// TestRepeatedFlags: the repeatable flags collect every use, each value
+// checked by its rule, and a refused value is a usage error that does not
+// echo it.
+func TestRepeatedFlags(t *testing.T) {
+	var hosts, namespaces, tokens []string
+	for _, v := range []string{" a.example , ,b", "c"} {
+		if err := (repeated{&hosts, "HOST", commaSeparated}).Set(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !slices.Equal(hosts, []string{"a.example", "b", "c"}) {
+		t.Errorf("--host a.example , ,b --host c: %q", hosts)
+	}
+	if err := (repeated{&namespaces, "NAMESPACE", oneNamespace}).Set("a,b"); err == nil || len(namespaces) != 0 {
+		t.Errorf("--allow-namespace a,b: %v, %q", err, namespaces)
+	}
+	if err := (repeated{&tokens, "string", oneValue}).Set(""); err == nil || len(tokens) != 0 {
+		t.Errorf("--grant-token '': %v, %q", err, tokens)
+	}
+
+	c := newCLI(t)
+	c.fails(2, "invalid value for --allow-namespace: want one namespace name", "", "key", "create", "--allow-namespace", "billing,shop")
+	if list := c.ok("", "key", "list"); strings.Contains(list, "arn:") {
+		t.Fatalf("a refused key create made a key:\n%s", list)
+	}
+	_, errOut, code := rekeyCmd("", "manifests", "reencrypt", t.TempDir(), "--source-key", "alias/a", "--destination-key", "alias/b",
+		"--grant-token=", "--keystore", c.args[1], "--root-key-file", c.args[3])
+	if code != 2 || !strings.Contains(errOut, "invalid value for --grant-token: empty value") {
+		t.Fatalf("--grant-token=: exit %d\n%s", code, errOut)
+	}
+}

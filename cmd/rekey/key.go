@@ -49,7 +49,7 @@ const keyExample = `  rekey key create --alias alias/billing --allow-namespace b
 func newKeyCmd(s streams) *cobra.Command {
 	var create struct {
 		description, alias string
-		namespaces         listFlag
+		namespaces         []string
 	}
 	createCmd := keyCommand(s, "create", "create a key; prints its ARN", noArgs,
 		func(ctx context.Context, _ []string, open openEngine) error {
@@ -69,7 +69,7 @@ func newKeyCmd(s streams) *cobra.Command {
 		})
 	createCmd.Flags().StringVar(&create.description, "description", "", "key description")
 	createCmd.Flags().StringVar(&create.alias, "alias", "", "alias to create for the key, `alias/NAME`")
-	createCmd.Flags().Var(&create.namespaces, "allow-namespace", "namespace whose KeyRotations may use the key (repeatable; \"*\" for all)")
+	createCmd.Flags().Var(repeated{&create.namespaces, "NAMESPACE", oneNamespace}, "allow-namespace", "namespace whose KeyRotations may use the key (repeatable; \"*\" for all)")
 
 	namespaces := func(use, short string, change func(ctx context.Context, e *kms.Engine, key string, namespaces []string, stdout io.Writer) error) *cobra.Command {
 		return keyCommand(s, use, short, minArgs(2), func(ctx context.Context, args []string, open openEngine) error {
@@ -365,21 +365,3 @@ func allowNamespaces(ctx context.Context, e *kms.Engine, key string, add []strin
 }
 
 func ptrInt32(v int32) *int32 { return &v }
-
-// listFlag collects a repeated flag.
-type listFlag []string
-
-func (l *listFlag) String() string { return strings.Join(*l, ",") }
-
-// GetSlice marks the flag repeatable (cobra.SliceValue).
-func (l *listFlag) GetSlice() []string { return *l }
-
-func (l *listFlag) Type() string { return "NAMESPACE" }
-
-func (l *listFlag) Set(s string) error {
-	if s == "" || strings.Contains(s, ",") {
-		return fmt.Errorf("want one namespace name")
-	}
-	*l = append(*l, s)
-	return nil
-}

@@ -65,25 +65,6 @@ and GenerateDataKey on the keys whose rekey.dev/decrypt, rekey.dev/encrypt
 and rekey.dev/generate-data-key tags list its namespace or ServiceAccount
 (rekey key grant). --credentials-file is then optional.`
 
-// hostsFlag collects a repeatable, comma-separated flag of host names.
-type hostsFlag []string
-
-func (l *hostsFlag) String() string { return strings.Join(*l, ",") }
-
-// GetSlice marks the flag repeatable (cobra.SliceValue).
-func (l *hostsFlag) GetSlice() []string { return *l }
-
-func (l *hostsFlag) Type() string { return "HOST" }
-
-func (l *hostsFlag) Set(s string) error {
-	for v := range strings.SplitSeq(s, ",") {
-		if v = strings.TrimSpace(v); v != "" {
-			*l = append(*l, v)
-		}
-	}
-	return nil
-}
-
 const kmsServeExample = `  rekey kms serve --keystore keys.rks --root-key-file root.key --credentials-file creds
   rekey kms serve --listen :8443 --tls-cert-file tls.crt --tls-key-file tls.key --pod-identity \
       --keystore k8s://rekey-system/rekey-keystore --root-key-file /etc/rekey/root-key/root.key`
@@ -117,7 +98,7 @@ func newKMSServeCmd(s streams) *cobra.Command {
 // kmsServeFlags are rekey kms serve's own flags.
 type kmsServeFlags struct {
 	engine                engineFlags
-	hosts                 hostsFlag
+	hosts                 []string
 	listen                string
 	credsFile, policyFile string
 	auditLog              string
@@ -145,7 +126,7 @@ func (f *kmsServeFlags) bind(fs *pflag.FlagSet, stderr io.Writer) {
 	fs.StringVar(&f.auditLog, "audit-log", "-", "`FILE` to append the audit log to, one JSON line per request (- is stdout)")
 	fs.StringVar(&f.certFile, "tls-cert-file", "", "PEM certificate (chain) `FILE` to serve TLS with; reloaded when it changes")
 	fs.StringVar(&f.keyFile, "tls-key-file", "", "PEM private key `FILE` of --tls-cert-file")
-	fs.Var(&f.hosts, "host", "a host name clients use to reach this server (repeatable, comma-separated); the Host header of "+
+	fs.Var(repeated{&f.hosts, "HOST", commaSeparated}, "host", "a host name clients use to reach this server (repeatable, comma-separated); the Host header of "+
 		"every request must name it, the certificate's names, or the address the client connected to")
 	fs.IntVar(&f.maxConns, "max-connections", awsapi.DefaultLimits().MaxConnections, "most connections open at once "+
 		"(lowered to half the open-file limit); beyond it the connection that has waited longest for its client is closed")

@@ -70,7 +70,7 @@ var errFindings = errors.New("see the report above")
 // manifestsReencrypt is one 'rekey manifests reencrypt', from its flags.
 type manifestsReencrypt struct {
 	ks              keyServiceFlags
-	sources, grants multiFlag
+	sources, grants []string
 	srcCtx, dstCtx  contextFlag
 	dest            string
 	check, toStdout bool
@@ -90,11 +90,11 @@ func newManifestsReencryptCmd(s streams) *cobra.Command {
 	}
 	flags := cmd.Flags()
 	m.ks.bind(flags, s.err)
-	flags.Var(&m.sources, "source-key", "a `KEY` blobs may be under now (repeatable; as a KeyRotation's sourceKeyIds)")
+	flags.Var(repeated{&m.sources, "string", oneValue}, "source-key", "a `KEY` blobs may be under now (repeatable; as a KeyRotation's sourceKeyIds)")
 	flags.StringVar(&m.dest, "destination-key", "", "the `KEY` to re-encrypt under (required; as destinationKeyId)")
 	flags.Var(m.srcCtx, "source-context", "source encryption context pair (repeatable; default: each Secret's rekey.dev/encryption-context)")
 	flags.Var(m.dstCtx, "destination-context", "destination encryption context pair (repeatable; default: the source context)")
-	flags.Var(&m.grants, "grant-token", "a grant `TOKEN` for every call (repeatable)")
+	flags.Var(repeated{&m.grants, "string", oneValue}, "grant-token", "a grant `TOKEN` for every call (repeatable)")
 	flags.BoolVar(&m.check, "check", false, "change nothing; exit 1 while any blob is under a source key")
 	flags.BoolVar(&m.toStdout, "stdout", false, "write the result to standard output instead of in place (one PATH)")
 	return cmd
@@ -202,24 +202,6 @@ func reencryptFile(ctx context.Context, r *manifests.Rotation, path string, chec
 
 // maxManifest bounds one file read: a manifest, not a data dump.
 const maxManifest = 16 << 20
-
-// multiFlag collects a repeatable flag.
-type multiFlag []string
-
-func (m *multiFlag) String() string { return strings.Join(*m, ",") }
-
-// GetSlice marks the flag repeatable (cobra.SliceValue).
-func (m *multiFlag) GetSlice() []string { return *m }
-
-func (m *multiFlag) Type() string { return "string" }
-
-func (m *multiFlag) Set(s string) error {
-	if s == "" {
-		return errors.New("empty value")
-	}
-	*m = append(*m, s)
-	return nil
-}
 
 // openManifestKeys opens the key service the flags name: the embedded
 // engine (which also reads blob headers), or a KMS endpoint through the
