@@ -60,7 +60,7 @@ func decodeRequest(body []byte, v any) error {
 }
 
 func fastReEncrypt(body []byte, in *kms.ReEncryptInput) bool {
-	l := lexer{b: body}
+	l := lexer{scanner{b: body}}
 	var seen uint16
 	// A rotation that keeps the context sends it twice, byte for byte:
 	// the second is then the same map (read-only, as the engine treats
@@ -130,7 +130,7 @@ type oneKeyFields struct {
 }
 
 func fastOneKey(body []byte, blobName string, f oneKeyFields) bool {
-	l := lexer{b: body}
+	l := lexer{scanner{b: body}}
 	var seen uint16
 	return l.object(func(name []byte) bool {
 		var bit uint16
@@ -163,23 +163,11 @@ func once(seen *uint16, bit uint16, ok bool) bool {
 	return true
 }
 
-// lexer reads the subset of JSON the fast path handles. Every method
-// returns false for anything outside it.
-type lexer struct {
-	b []byte
-	i int
-}
-
-func (l *lexer) space() {
-	for l.i < len(l.b) {
-		switch l.b[l.i] {
-		case ' ', '\t', '\n', '\r':
-			l.i++
-		default:
-			return
-		}
-	}
-}
+// lexer reads the subset of JSON the fast path handles; every method
+// returns false for anything outside it. It is checkJSON's scanner (the
+// body and a position, space skipped the same way) with the fast path's
+// reads added.
+type lexer struct{ scanner }
 
 // take skips space and then c.
 func (l *lexer) take(c byte) bool {

@@ -304,7 +304,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	bp := bodyPool.Get().(*[]byte)
+	bp := bufPool.Get().(*[]byte)
 	out, err := s.serve(w, r, bp, &rec)
 	if err == nil {
 		err = s.writeResult(w, out)
@@ -314,7 +314,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else {
 		rec.status = http.StatusOK
 	}
-	bodyPool.Put(bp)
+	bufPool.Put(bp)
 	if s.audit != nil {
 		s.audit.write(&rec)
 	}
@@ -419,14 +419,14 @@ func (s *Server) hostAllowed(r *http.Request) bool {
 
 // writeResult writes a successful response.
 func (s *Server) writeResult(w http.ResponseWriter, out any) error {
-	bp := outPool.Get().(*[]byte)
+	bp := bufPool.Get().(*[]byte)
 	b, ok := encodeResponse((*bp)[:0], out)
 	if ok {
 		w.Header().Set("Content-Type", contentType)
 		_, _ = w.Write(b)
 	}
 	*bp = b[:0]
-	outPool.Put(bp)
+	bufPool.Put(bp)
 	if ok {
 		return nil
 	}
@@ -441,12 +441,9 @@ func (s *Server) writeResult(w http.ResponseWriter, out any) error {
 	return nil
 }
 
-// bodyPool recycles request body buffers: reading bodies by growing a fresh
-// slice was the largest allocation per request.
-var bodyPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
-
-// outPool recycles response buffers for encodeResponse.
-var outPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+// bufPool recycles the request body and response buffers: reading bodies
+// by growing a fresh slice was the largest allocation per request.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
 // readBody reads the request body into buf, at most MaxBody bytes. The
 // buffer grows with what arrives, never with what Content-Length announces.
