@@ -162,7 +162,7 @@ func (a *auditLog) Flush() {
 // appendRecord appends r as one JSON line.
 func appendRecord(b []byte, r *auditRecord, elapsed time.Duration) []byte {
 	b = append(b, `{"time":"`...)
-	b = r.start.UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z07:00")
+	b = appendTime(b, r.start)
 	b = append(b, `","requestId":`...)
 	b = appendJSONString(b, r.requestID)
 	b = append(b, `,"principal":`...)
@@ -191,8 +191,53 @@ func appendRecord(b []byte, r *auditRecord, elapsed time.Duration) []byte {
 	b = append(b, `,"remote":`...)
 	b = appendJSONString(b, r.remote)
 	b = append(b, `,"ms":`...)
-	b = strconv.AppendFloat(b, float64(elapsed.Microseconds())/1000, 'f', 3, 64)
+	b = appendMillis(b, elapsed)
 	return append(b, "}\n"...)
+}
+
+// appendTime appends t in UTC as RFC 3339 with milliseconds
+// (2006-01-02T15:04:05.000Z), what time.Time.AppendFormat writes for that
+// layout, without reading the layout on every line.
+func appendTime(b []byte, t time.Time) []byte {
+	t = t.UTC()
+	year, month, day := t.Date()
+	if year < 0 || year > 9999 {
+		return t.AppendFormat(b, "2006-01-02T15:04:05.000Z07:00")
+	}
+	hour, minute, sec := t.Clock()
+	b = appendDigits(b, year, 4)
+	b = appendDigits(append(b, '-'), int(month), 2)
+	b = appendDigits(append(b, '-'), day, 2)
+	b = appendDigits(append(b, 'T'), hour, 2)
+	b = appendDigits(append(b, ':'), minute, 2)
+	b = appendDigits(append(b, ':'), sec, 2)
+	b = appendDigits(append(b, '.'), t.Nanosecond()/1e6, 3)
+	return append(b, 'Z')
+}
+
+// appendMillis appends d in milliseconds with three decimals (12.345),
+// what strconv.AppendFloat(ms, 'f', 3) writes for a whole number of
+// microseconds.
+func appendMillis(b []byte, d time.Duration) []byte {
+	us := d.Microseconds()
+	if us < 0 {
+		b = append(b, '-')
+		us = -us
+	}
+	b = strconv.AppendInt(b, us/1000, 10)
+	return appendDigits(append(b, '.'), int(us%1000), 3)
+}
+
+// appendDigits appends n (0 <= n < 10^width) as exactly width digits.
+func appendDigits(b []byte, n, width int) []byte {
+	for i := width - 1; i >= 0; i-- {
+		d := n
+		for range i {
+			d /= 10
+		}
+		b = append(b, byte('0'+d%10))
+	}
+	return b
 }
 
 // appendJSONString appends s as a JSON string: quotes, backslashes and
