@@ -144,8 +144,7 @@ func runDecryptSession(rekeyBin string, d, warmup time.Duration, clients, size, 
 		c := sessionClient(s.url, r.id, r.key, r.token)
 		in := &awskms.DecryptInput{CiphertextBlob: blob, EncryptionContext: benchContext}
 		t := &target{s: s, call: func(ctx context.Context) error { _, err := c.Decrypt(ctx, in); return err }}
-		_, _, _, err = load(ctx, t.call, clients, warmup)
-		if err != nil {
+		if err = load(ctx, t.call, clients, warmup).err(); err != nil {
 			err = fmt.Errorf("%s warm-up: %w", s.name, err)
 		} else {
 			err = t.slice(ctx, clients, d)
@@ -161,6 +160,12 @@ func runDecryptSession(rekeyBin string, d, warmup time.Duration, clients, size, 
 		fmt.Printf("%-32s %9d %9.0f %9s %9s %11.1f µs\n", r.name, r.ops, float64(r.ops)/r.elapsed.Seconds(),
 			r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.cpu.Seconds()/float64(r.ops)*1e6)
 	}
+	var names []string
+	byName := map[string]result{}
+	for _, r := range results {
+		names, byName[r.name] = append(names, r.name), r
+	}
+	printRaces(byName, names)
 	st, se := results[0].cpu.Seconds()/float64(results[0].ops), results[1].cpu.Seconds()/float64(results[1].ops)
 	fmt.Printf("\nsession / static CPU per Decrypt: %.2fx\n", se/st)
 	return nil
