@@ -21,6 +21,7 @@ import (
 	"context"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -229,61 +230,109 @@ func TestCompletionDoesNotEcho(t *testing.T) {
 	}
 }
 
-// The arguments the Deployments in config/ give rekey parse: the command
-// exists, every flag is one of its flags, and it takes no stray argument.
+// The arguments the Deployments in config/ and in the Helm chart give
+// rekey parse: the command exists, every flag is one of its flags, and it
+// takes no stray argument. The chart is rendered with its defaults and
+// with every setting changed (test/chart/testdata/all-on.yaml), so that
+// an argument only a value adds is read too.
 func TestDeploymentArgsParse(t *testing.T) {
-	n := 0
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, file := range []string{"manager/manager.yaml", "kms-service/deployment.yaml"} {
-		b, err := os.ReadFile(filepath.Join("..", "..", "config", file))
+		b, err := os.ReadFile(filepath.Join(root, "config", file))
 		if err != nil {
 			t.Fatal(err)
 		}
-		for doc := range strings.SplitSeq(string(b), "\n---\n") {
-			var d struct {
-				Kind string
-				Spec struct {
-					Template struct {
-						Spec struct {
-							Containers []struct {
-								Name    string
-								Command []string
-								Args    []string
-							}
+		if n := checkDeploymentArgs(t, "config/"+file, b); n != 1 {
+			t.Errorf("config/%s: found %d rekey containers, want 1", file, n)
+		}
+	}
+	helmBin := filepath.Join(root, "bin", "helm")
+	if _, err := os.Stat(helmBin); err != nil {
+		mk := exec.Command("make", "-s", "helm")
+		mk.Dir = root
+		if out, err := mk.CombinedOutput(); err != nil {
+			t.Fatalf("make helm: %v\n%s", err, out)
+		}
+	}
+	for _, c := range []struct {
+		name string
+		args []string
+		want int // rekey containers: the controller, and kms serve when kms.enabled
+	}{
+		{"the chart's defaults", nil, 1},
+		{"the chart with every setting changed", []string{"-f", filepath.Join(root, "test", "chart", "testdata", "all-on.yaml")}, 2},
+	} {
+		cmd := exec.Command(helmBin, append([]string{"template", "rekey", filepath.Join(root, "charts", "rekey"), "-n", "rekey-system"}, c.args...)...)
+		home := t.TempDir()
+		cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+filepath.Join(home, "cache"),
+			"HELM_CONFIG_HOME="+filepath.Join(home, "config"), "HELM_DATA_HOME="+filepath.Join(home, "data"))
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("helm template, %s: %v\n%s", c.name, err, stderr.String())
+		}
+		if n := checkDeploymentArgs(t, c.name, out); n != c.want {
+			t.Errorf("%s: found %d rekey containers, want %d", c.name, n, c.want)
+		}
+	}
+}
+
+// checkDeploymentArgs parses the arguments of every rekey container in the
+// Deployments of docs (YAML documents) as rekey would, and returns how
+// many there were.
+func checkDeploymentArgs(t *testing.T, source string, docs []byte) int {
+	t.Helper()
+	n := 0
+	for doc := range strings.SplitSeq(string(docs), "\n---\n") {
+		var d struct {
+			Kind string
+			Spec struct {
+				Template struct {
+					Spec struct {
+						Containers []struct {
+							Name    string
+							Command []string
+							Args    []string
 						}
 					}
 				}
 			}
-			if err := yaml.Unmarshal([]byte(doc), &d); err != nil {
-				t.Fatalf("%s: %v", file, err)
+		}
+		if err := yaml.Unmarshal([]byte(doc), &d); err != nil {
+			t.Fatalf("%s: %v", source, err)
+		}
+		if d.Kind != "Deployment" {
+			continue
+		}
+		for _, c := range d.Spec.Template.Spec.Containers {
+			if len(c.Command) != 1 || c.Command[0] != "/rekey" {
+				continue
 			}
-			for _, c := range d.Spec.Template.Spec.Containers {
-				if len(c.Command) != 1 || c.Command[0] != "/rekey" {
-					continue
-				}
-				n++
-				root := newRootCmd(streams{in: strings.NewReader(""), out: io.Discard, err: io.Discard})
-				cmd, rest, err := root.Find(c.Args)
-				if err == nil && cmd == root {
-					err = root.Args(root, c.Args)
-				}
-				if err == nil {
-					err = checkRawArgs(cmd.Flags(), rest)
-				}
-				if err == nil {
-					err = cmd.ParseFlags(rest)
-				}
-				if err == nil {
-					err = cmd.ValidateArgs(cmd.Flags().Args())
-				}
-				if err != nil {
-					t.Errorf("%s, container %s: rekey %q: %v", file, c.Name, c.Args, err)
-				}
+			n++
+			root := newRootCmd(streams{in: strings.NewReader(""), out: io.Discard, err: io.Discard})
+			cmd, rest, err := root.Find(c.Args)
+			if err == nil && cmd == root {
+				err = root.Args(root, c.Args)
+			}
+			if err == nil {
+				err = checkRawArgs(cmd.Flags(), rest)
+			}
+			if err == nil {
+				err = cmd.ParseFlags(rest)
+			}
+			if err == nil {
+				err = cmd.ValidateArgs(cmd.Flags().Args())
+			}
+			if err != nil {
+				t.Errorf("%s, container %s: rekey %q: %v", source, c.Name, c.Args, err)
 			}
 		}
 	}
-	if n != 2 {
-		t.Fatalf("found %d rekey containers, want 2 (the controller and kms serve)", n)
-	}
+	return n
 }
 
 // TestHelpAndDocs is review 13's finding 14: controller -h said that
