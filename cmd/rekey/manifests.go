@@ -142,14 +142,29 @@ func (m *manifestsReencrypt) run(ctx context.Context, paths []string, s streams)
 			"(a kustomize patch?): its values were neither checked nor re-encrypted; give it the same rekey.dev annotations"
 		fmt.Fprintln(s.err, f.String())
 	}
+	// A secretGenerator's inputs are not read: one that carries the
+	// annotation, or makes a Secret named like an annotated one, holds
+	// blobs that stay under the old key.
+	generators := manifests.UnreadGenerators(all)
+	for _, f := range generators {
+		f.Message = "kustomize secretGenerator inputs (literals, files, env files) are neither checked nor re-encrypted, and this one "
+		if f.Reason == manifests.ReasonAnnotatedGenerator {
+			f.Message += "carries " + rekeyv1alpha1.EncryptedKeysAnnotation
+		} else {
+			f.Message += "makes a Secret named like an annotated one in these files"
+		}
+		f.Reason = ""
+		f.Message += ": keep its encrypted values in a Secret manifest with the rekey.dev annotations"
+		fmt.Fprintln(s.err, f.String())
+	}
 	verb := "re-encrypted"
 	if m.check {
 		verb = "under a source key"
 	}
 	n := counts[manifests.Rotated] + counts[manifests.UnderSource]
-	fmt.Fprintf(s.err, "rekey manifests: %d files, %d blobs %s, %d already under the destination, %d unknown, %d failed, %d unannotated patches\n",
-		len(files), n, verb, counts[manifests.Current], counts[manifests.Unknown], counts[manifests.Failed], len(patches))
-	if counts[manifests.Failed] > 0 || len(patches) > 0 || (m.check && (n > 0 || counts[manifests.Unknown] > 0)) {
+	fmt.Fprintf(s.err, "rekey manifests: %d files, %d blobs %s, %d already under the destination, %d unknown, %d failed, %d unannotated patches, %d unread secretGenerators\n",
+		len(files), n, verb, counts[manifests.Current], counts[manifests.Unknown], counts[manifests.Failed], len(patches), len(generators))
+	if counts[manifests.Failed] > 0 || len(patches) > 0 || len(generators) > 0 || (m.check && (n > 0 || counts[manifests.Unknown] > 0)) {
 		return errFindings
 	}
 	return nil
@@ -184,7 +199,7 @@ func reencryptFile(ctx context.Context, r *manifests.Rotation, path string, chec
 	}
 	for _, f := range findings {
 		counts[f.Outcome]++
-		if f.Outcome != manifests.Current && f.Outcome != manifests.NotAnnotated {
+		if f.Outcome != manifests.Current && f.Outcome != manifests.NotAnnotated && f.Outcome != manifests.GeneratorNotRead {
 			fmt.Fprintln(stderr, f.String())
 		}
 	}

@@ -24,6 +24,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -283,6 +284,70 @@ func TestManifestsUsageErrors(t *testing.T) {
 				t.Fatalf("exit %d: %s", code, errOut)
 			}
 		})
+	}
+}
+
+// TestManifestsSecretGeneratorIsNotSilent: a kustomize secretGenerator's
+// inputs are not read, so one holding blobs (it carries
+// rekey.dev/encrypted-keys, itself or through generatorOptions, or it
+// makes a Secret named like an annotated one) fails the run and --check
+// instead of passing unseen; other generators are not mentioned.
+func TestManifestsSecretGeneratorIsNotSilent(t *testing.T) {
+	c := newCLI(t)
+	c.ok("", "key", "create", "--alias", "alias/old")
+	c.ok("", "key", "create", "--alias", "alias/new")
+	blob := func(pt string) string { return strings.TrimSpace(c.ok(pt, "encrypt", "--key", "alias/old")) }
+	dir := t.TempDir()
+	prod := "resources: [../../base]\nsecretGenerator:\n" +
+		"- name: billing-db\n  namespace: billing\n  behavior: replace\n  literals: [password=" + blob("PROD-PASSWORD") + "]\n" +
+		"- name: api-token\n  options:\n    annotations:\n      rekey.dev/encrypted-keys: token\n  literals: [token=" + blob("TOKEN") + "]\n" +
+		"- name: tls-extra\n  files: [tls.crt]\n" +
+		"- name: no-inputs\n  options: {annotations: {rekey.dev/encrypted-keys: x}}\n"
+	staging := "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n" +
+		"generatorOptions:\n  annotations:\n    rekey.dev/encrypted-keys: key\nsecretGenerator:\n- name: staging-key\n  envs: [key.env]\n"
+	files := map[string]string{
+		"base/kustomization.yaml": "resources: [secret.yaml]\n",
+		"base/secret.yaml": "apiVersion: v1\nkind: Secret\nmetadata:\n  name: billing-db\n  namespace: billing\n" +
+			"  annotations: {rekey.dev/encrypted-keys: password}\ndata:\n  password: " + blob("BASE-PASSWORD") + "\n",
+		"overlays/prod/kustomization.yaml":   prod,
+		"overlays/staging/kustomization.yml": staging,
+		"overlays/other/configmap.yaml":      "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\nsecretGenerator:\n- name: billing-db\n  literals: [a=b]\n",
+	}
+	for name, body := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reencrypt := func(extra ...string) (string, int) {
+		argv := append([]string{"manifests", "reencrypt", dir, "--source-key", "alias/old", "--destination-key", "alias/new"}, c.args...)
+		_, report, code := rekeyCmd("", append(argv, extra...)...)
+		return report, code
+	}
+	prodPath := filepath.Join(dir, "overlays/prod/kustomization.yaml")
+	want := []string{
+		prodPath + ":3: Secret billing/billing-db: SecretGeneratorNotRead: kustomize secretGenerator inputs (literals, files, env files) are neither checked nor re-encrypted, and this one makes a Secret named like an annotated one",
+		prodPath + ":7: Secret api-token: SecretGeneratorNotRead: kustomize secretGenerator inputs (literals, files, env files) are neither checked nor re-encrypted, and this one carries rekey.dev/encrypted-keys",
+		filepath.Join(dir, "overlays/staging/kustomization.yml") + ":7: Secret staging-key: SecretGeneratorNotRead:",
+		"3 unread secretGenerators",
+	}
+	// --check, then a run (which re-encrypts the base), then a run with
+	// nothing left but the generators: each fails, naming the three.
+	for _, extra := range [][]string{{"--check"}, nil, nil} {
+		report, code := reencrypt(extra...)
+		missing := slices.ContainsFunc(want, func(w string) bool { return !strings.Contains(report, w) })
+		if code != 1 || missing || strings.Contains(report, "tls-extra") || strings.Contains(report, "no-inputs") || strings.Contains(report, "configmap") {
+			t.Fatalf("%v: exit %d\n%s", extra, code, report)
+		}
+	}
+	if b, _ := os.ReadFile(prodPath); string(b) != prod {
+		t.Fatal("the kustomization was changed")
+	}
+	if report, code := reencrypt("--check"); !strings.Contains(report, "0 blobs under a source key, 1 already under the destination") {
+		t.Fatalf("check after the runs: exit %d\n%s", code, report)
 	}
 }
 

@@ -86,7 +86,19 @@ const (
 	// Secret (same name, in another file), its values are blobs no one
 	// re-encrypts: see Unannotated.
 	NotAnnotated Outcome = "NotAnnotated"
+	// GeneratorNotRead: a kustomize secretGenerator entry (in a
+	// Kustomization or Component) with inputs. Its literals, files and
+	// env files are never read or re-encrypted (one finding per entry;
+	// Field and Key are empty; Reason is ReasonAnnotatedGenerator when the
+	// entry, or the file's generatorOptions, carries
+	// rekey.dev/encrypted-keys). Harmless for a generator rekey has nothing
+	// to do with; see UnreadGenerators for those that hold blobs.
+	GeneratorNotRead Outcome = "SecretGeneratorNotRead"
 )
+
+// ReasonAnnotatedGenerator marks a GeneratorNotRead finding whose Secret
+// would carry rekey.dev/encrypted-keys.
+const ReasonAnnotatedGenerator = "AnnotatedGenerator"
 
 // Finding is one blob's outcome.
 type Finding struct {
@@ -216,6 +228,7 @@ func (r *Rotation) run(ctx context.Context, path string, src []byte, check bool)
 	var findings []Finding
 	var edits []edit
 	for _, doc := range docs {
+		findings = append(findings, secretGenerators(path, doc)...)
 		blobs, fs, err := r.secretBlobs(path, doc, src, lines, check)
 		findings = append(findings, fs...)
 		if err != nil {
@@ -303,20 +316,78 @@ func hasValues(n *yaml.Node) bool {
 // annotated Secret's and are never re-encrypted or checked. Pass every
 // finding of a run, across its files.
 func Unannotated(findings []Finding) []Finding {
+	return sharingAName(findings, NotAnnotated, func(Finding) bool { return false })
+}
+
+// UnreadGenerators returns the GeneratorNotRead findings of secretGenerator
+// entries that hold blobs rekey does not read: those carrying
+// rekey.dev/encrypted-keys, and those named like an annotated Secret (the
+// rules of Unannotated), whose values a kustomize build merges into or puts
+// in place of it. Pass every finding of a run, across its files.
+func UnreadGenerators(findings []Finding) []Finding {
+	return sharingAName(findings, GeneratorNotRead, func(f Finding) bool { return f.Reason == ReasonAnnotatedGenerator })
+}
+
+// sharingAName returns the findings of outcome that always holds for, or
+// that name a Secret an annotated Secret manifest also names.
+func sharingAName(findings []Finding, outcome Outcome, always func(Finding) bool) []Finding {
 	annotated := map[string][]string{} // name: namespaces
 	for _, f := range findings {
-		if f.Outcome != NotAnnotated {
+		if f.Outcome != NotAnnotated && f.Outcome != GeneratorNotRead {
 			annotated[f.Secret] = append(annotated[f.Secret], f.Namespace)
 		}
 	}
 	var out []Finding
 	for _, f := range findings {
-		if f.Outcome != NotAnnotated {
+		if f.Outcome != outcome {
 			continue
 		}
-		if slices.ContainsFunc(annotated[f.Secret], func(ns string) bool { return ns == "" || f.Namespace == "" || ns == f.Namespace }) {
+		if always(f) || slices.ContainsFunc(annotated[f.Secret], func(ns string) bool { return ns == "" || f.Namespace == "" || ns == f.Namespace }) {
 			out = append(out, f)
 		}
+	}
+	return out
+}
+
+// secretGenerators returns a GeneratorNotRead finding for each
+// secretGenerator entry with inputs (literals, files or envs) when doc is
+// a kustomize Kustomization or Component (its kind, or no kind and a
+// secretGenerator list: kustomization files often name neither).
+func secretGenerators(path string, doc *yaml.Node) []Finding {
+	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
+		return nil
+	}
+	root := doc.Content[0]
+	gens := field(root, "secretGenerator")
+	if gens == nil || gens.Kind != yaml.SequenceNode {
+		return nil
+	}
+	switch scalar(root, "kind") {
+	case "Kustomization", "Component", "":
+	default:
+		return nil
+	}
+	annotated := func(opts *yaml.Node) bool {
+		return field(field(opts, "annotations"), rekeyv1alpha1.EncryptedKeysAnnotation) != nil
+	}
+	all := annotated(field(root, "generatorOptions"))
+	var out []Finding
+	for _, g := range gens.Content {
+		if g.Kind != yaml.MappingNode {
+			continue
+		}
+		if !slices.ContainsFunc([]string{"literals", "files", "envs", "env"}, func(k string) bool {
+			n := field(g, k)
+			return n != nil && (n.Kind == yaml.SequenceNode && len(n.Content) > 0 || n.Kind == yaml.ScalarNode && n.Value != "")
+		}) {
+			continue
+		}
+		f := Finding{Path: path, Line: g.Line, Namespace: cmpOr(scalar(g, "namespace"), scalar(root, "namespace")),
+			Secret: scalar(g, "name"), Outcome: GeneratorNotRead}
+		if all || annotated(field(g, "options")) {
+			f.Reason = ReasonAnnotatedGenerator
+		}
+		out = append(out, f)
 	}
 	return out
 }
