@@ -17,6 +17,7 @@ limitations under the License.
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -27,6 +28,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -108,5 +110,48 @@ func TestClientRaceIsOnlyALocalCloseAfterA200(t *testing.T) {
 	}
 	if err := reEncrypt(t, hangUp, false); clientRace(err) || errors.Is(err, net.ErrClosed) {
 		t.Errorf("a 200 cut off by the server: clientRace = true, want false (%v)", err)
+	}
+}
+
+// TestRacesFailARunAboveOneInAThousand: a server that resets every
+// connection in the middle of a 200 fails the run, though net/http makes
+// some of those calls look like the SDK's race; a few races in a
+// thousand calls do not.
+func TestRacesFailARunAboveOneInAThousand(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				req, err := http.ReadRequest(bufio.NewReader(c))
+				if err == nil {
+					_, _ = io.Copy(io.Discard, req.Body)
+					_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: 4096\r\n\r\n{\"KeyId\":\"")
+				}
+				_ = c.(*net.TCPConn).SetLinger(0) // a reset, not a close
+				_ = c.Close()
+			}()
+		}
+	}()
+	c := client("http://"+ln.Addr().String(), akid, secret, nil)
+	in := &awskms.ReEncryptInput{CiphertextBlob: make([]byte, 1024), DestinationKeyId: aws.String("alias/x")}
+	lr := load(context.Background(), func(ctx context.Context) error { _, err := c.ReEncrypt(ctx, in); return err }, 2, 200*time.Millisecond)
+	if lr.ops != 0 || lr.err() == nil {
+		t.Fatalf("a server resetting every response: %d ops, %d errors, %d races, err() = %v; want no op and a failed run", lr.ops, lr.errs, lr.races, lr.err())
+	}
+	for _, c := range []struct {
+		ops, races int
+		fail       bool
+	}{{10000, 0, false}, {9990, 10, false}, {9989, 11, true}, {0, 1, true}} {
+		if err := (loadResult{ops: c.ops, races: c.races}).err(); (err != nil) != c.fail {
+			t.Errorf("%d ops and %d races: err() = %v, want failure %v", c.ops, c.races, err, c.fail)
+		}
 	}
 }
