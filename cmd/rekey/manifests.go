@@ -39,15 +39,19 @@ import (
 
 const manifestsReencryptLong = `Re-encrypts the blobs of the annotated Secret manifests (rekey.dev/encrypted-keys)
 in YAML files — each PATH a file, a directory (every *.yaml and *.yml below it,
-hidden directories skipped) or - (stdin to stdout) — as a KeyRotation would:
+and files named Kustomization; hidden directories skipped) or - (stdin to
+stdout) — as a KeyRotation would:
 the same annotations, contexts and placeholders ({namespace}, {name}, {key}),
 and the key service's answer checked. Only the blobs change in a file, byte for
 byte; a Secret whose blobs do not all re-encrypt is left as it was. Files are
 rewritten in place (--stdout: to standard output, one PATH).
 
 --check changes nothing and exits 1 while any blob is under a source key (for
-CI). Exit status: 0 done, 1 some blob failed or (with --check) is still under a
-source key, 2 usage.
+CI). Kustomize secretGenerator inputs are not read: a generator that holds blobs
+(it carries rekey.dev/encrypted-keys, or merges into an annotated Secret) is
+listed, as is a kustomize patch of an annotated Secret without its annotations.
+Exit status: 0 done, 1 some blob failed, such a generator or patch was found,
+or (with --check) a blob is still under a source key, 2 usage.
 
 ` + keyServiceLong
 
@@ -143,7 +147,7 @@ func (m *manifestsReencrypt) run(ctx context.Context, paths []string, s streams)
 		fmt.Fprintln(s.err, f.String())
 	}
 	// A secretGenerator's inputs are not read: one that carries the
-	// annotation, or makes a Secret named like an annotated one, holds
+	// annotation, or merges into or replaces an annotated Secret, holds
 	// blobs that stay under the old key.
 	generators := manifests.UnreadGenerators(all)
 	for _, f := range generators {
@@ -151,7 +155,7 @@ func (m *manifestsReencrypt) run(ctx context.Context, paths []string, s streams)
 		if f.Reason == manifests.ReasonAnnotatedGenerator {
 			f.Message += "carries " + rekeyv1alpha1.EncryptedKeysAnnotation
 		} else {
-			f.Message += "makes a Secret named like an annotated one in these files"
+			f.Message += "merges into or replaces an annotated Secret in these files"
 		}
 		f.Reason = ""
 		f.Message += ": keep its encrypted values in a Secret manifest with the rekey.dev annotations"
@@ -278,7 +282,7 @@ func manifestFiles(paths []string) ([]string, error) {
 			if d.IsDir() && path != p && strings.HasPrefix(d.Name(), ".") {
 				return filepath.SkipDir
 			}
-			if d.Type().IsRegular() && (strings.HasSuffix(path, ".yaml") || strings.HasSuffix(path, ".yml")) {
+			if d.Type().IsRegular() && (strings.HasSuffix(path, ".yaml") || strings.HasSuffix(path, ".yml") || d.Name() == "Kustomization") {
 				files = append(files, path)
 			}
 			return nil

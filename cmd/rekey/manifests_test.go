@@ -288,10 +288,13 @@ func TestManifestsUsageErrors(t *testing.T) {
 }
 
 // TestManifestsSecretGeneratorIsNotSilent: a kustomize secretGenerator's
-// inputs are not read, so one holding blobs (it carries
-// rekey.dev/encrypted-keys, itself or through generatorOptions, or it
-// makes a Secret named like an annotated one) fails the run and --check
-// instead of passing unseen; other generators are not mentioned.
+// inputs are not read, so one holding blobs fails the run and --check
+// instead of passing unseen: it carries rekey.dev/encrypted-keys (itself,
+// through generatorOptions, or as a SecretGenerator configuration), or it
+// merges into or replaces an annotated Secret (named as it is, or with a
+// namePrefix). Field names are read as kustomize reads them: any case,
+// through aliases and merge keys, in a file named Kustomization too.
+// Generators that cannot hold its blobs are not mentioned.
 func TestManifestsSecretGeneratorIsNotSilent(t *testing.T) {
 	c := newCLI(t)
 	c.ok("", "key", "create", "--alias", "alias/old")
@@ -302,16 +305,27 @@ func TestManifestsSecretGeneratorIsNotSilent(t *testing.T) {
 		"- name: billing-db\n  namespace: billing\n  behavior: replace\n  literals: [password=" + blob("PROD-PASSWORD") + "]\n" +
 		"- name: api-token\n  options:\n    annotations:\n      rekey.dev/encrypted-keys: token\n  literals: [token=" + blob("TOKEN") + "]\n" +
 		"- name: tls-extra\n  files: [tls.crt]\n" +
-		"- name: no-inputs\n  options: {annotations: {rekey.dev/encrypted-keys: x}}\n"
+		"- name: no-inputs\n  options: {annotations: {rekey.dev/encrypted-keys: x}}\n  literals: ~\n" +
+		"- name: billing-db\n  literals: [unrelated=plain]\n" + // behavior create: cannot change the annotated Secret
+		"- name: prod-billing-db\n  behavior: merge\n  literals: [password=" + blob("PREFIXED") + "]\n" +
+		"- name: \"evil\\nrekey manifests: 0 files\"\n  options: {annotations: {rekey.dev/encrypted-keys: k}}\n  literals: [k=v]\n"
 	staging := "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n" +
 		"generatorOptions:\n  annotations:\n    rekey.dev/encrypted-keys: key\nsecretGenerator:\n- name: staging-key\n  envs: [key.env]\n"
+	oddlyWritten := "x-options: &opts\n  Annotations: {rekey.dev/encrypted-keys: k}\nx-base: &base\n  Options: *opts\n" +
+		"SecretGenerator:\n- <<: *base\n  Name: merged-key\n  Literals: [k=" + blob("MERGED") + "]\n" +
+		"- Name: aliased-key\n  Options: *opts\n  Envs: [a.env]\n"
+	plugin := "apiVersion: builtin\nkind: SecretGenerator\nmetadata: {name: config-name}\nname: plugin-key\n" +
+		"options: {annotations: {rekey.dev/encrypted-keys: k}}\nliterals: [k=" + blob("PLUGIN") + "]\n"
 	files := map[string]string{
 		"base/kustomization.yaml": "resources: [secret.yaml]\n",
 		"base/secret.yaml": "apiVersion: v1\nkind: Secret\nmetadata:\n  name: billing-db\n  namespace: billing\n" +
 			"  annotations: {rekey.dev/encrypted-keys: password}\ndata:\n  password: " + blob("BASE-PASSWORD") + "\n",
-		"overlays/prod/kustomization.yaml":   prod,
-		"overlays/staging/kustomization.yml": staging,
-		"overlays/other/configmap.yaml":      "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\nsecretGenerator:\n- name: billing-db\n  literals: [a=b]\n",
+		"overlays/prod/kustomization.yaml": prod,
+		"overlays/staging/Kustomization":   staging,
+		"overlays/odd/kustomization.yml":   oddlyWritten,
+		"overlays/plugin/generator.yaml":   plugin,
+		"overlays/other/configmap.yaml":    "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\nsecretGenerator:\n- name: billing-db\n  behavior: merge\n  literals: [a=b]\n",
+		"overlays/other/notes.txt":         "secretGenerator:\n- name: billing-db\n  behavior: merge\n  literals: [a=b]\n",
 	}
 	for name, body := range files {
 		p := filepath.Join(dir, name)
@@ -328,19 +342,28 @@ func TestManifestsSecretGeneratorIsNotSilent(t *testing.T) {
 		return report, code
 	}
 	prodPath := filepath.Join(dir, "overlays/prod/kustomization.yaml")
+	oddPath := filepath.Join(dir, "overlays/odd/kustomization.yml")
+	const notRead = ": SecretGeneratorNotRead: kustomize secretGenerator inputs (literals, files, env files) are neither checked nor re-encrypted, and this one "
 	want := []string{
-		prodPath + ":3: Secret billing/billing-db: SecretGeneratorNotRead: kustomize secretGenerator inputs (literals, files, env files) are neither checked nor re-encrypted, and this one makes a Secret named like an annotated one",
-		prodPath + ":7: Secret api-token: SecretGeneratorNotRead: kustomize secretGenerator inputs (literals, files, env files) are neither checked nor re-encrypted, and this one carries rekey.dev/encrypted-keys",
-		filepath.Join(dir, "overlays/staging/kustomization.yml") + ":7: Secret staging-key: SecretGeneratorNotRead:",
-		"3 unread secretGenerators",
+		prodPath + ":3: Secret billing/billing-db" + notRead + "merges into or replaces an annotated Secret",
+		prodPath + ":7: Secret api-token" + notRead + "carries rekey.dev/encrypted-keys",
+		prodPath + ":19: Secret prod-billing-db" + notRead + "merges into or replaces an annotated Secret",
+		prodPath + `:22: Secret "evil\nrekey manifests: 0 files"` + notRead + "carries",
+		filepath.Join(dir, "overlays/staging/Kustomization") + ":7: Secret staging-key" + notRead + "carries",
+		oddPath + ":6: Secret merged-key" + notRead + "carries",
+		oddPath + ":9: Secret aliased-key" + notRead + "carries",
+		filepath.Join(dir, "overlays/plugin/generator.yaml") + ":1: Secret plugin-key" + notRead + "carries",
+		"8 unread secretGenerators",
 	}
 	// --check, then a run (which re-encrypts the base), then a run with
-	// nothing left but the generators: each fails, naming the three.
+	// nothing left but the generators: each fails, naming them.
 	for _, extra := range [][]string{{"--check"}, nil, nil} {
 		report, code := reencrypt(extra...)
-		missing := slices.ContainsFunc(want, func(w string) bool { return !strings.Contains(report, w) })
-		if code != 1 || missing || strings.Contains(report, "tls-extra") || strings.Contains(report, "no-inputs") || strings.Contains(report, "configmap") {
-			t.Fatalf("%v: exit %d\n%s", extra, code, report)
+		missing := slices.DeleteFunc(slices.Clone(want), func(w string) bool { return strings.Contains(report, w) })
+		if code != 1 || len(missing) > 0 || strings.Contains(report, "tls-extra") || strings.Contains(report, "no-inputs") ||
+			strings.Contains(report, "configmap") || strings.Contains(report, "notes.txt") || strings.Contains(report, ":17: ") ||
+			strings.Contains(report, "\nrekey manifests: 0 files") {
+			t.Fatalf("%v: exit %d, missing %q\n%s", extra, code, missing, report)
 		}
 	}
 	if b, _ := os.ReadFile(prodPath); string(b) != prod {

@@ -39,7 +39,9 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
@@ -113,16 +115,29 @@ type Finding struct {
 	Message   string
 }
 
+// String is the finding as one line. The names in it come from the files
+// (a path, a Secret's name, a key): one that holds a control character or
+// anything else not printable is quoted, so that it cannot start a line of
+// its own in a CI log.
 func (f Finding) String() string {
-	s := fmt.Sprintf("%s:%d: Secret %s, %s.%s: %s", f.Path, f.Line, secretName(f.Namespace, f.Secret), f.Field, f.Key, f.Outcome)
+	path, name, key := printable(f.Path), printable(secretName(f.Namespace, f.Secret)), printable(f.Key)
+	s := fmt.Sprintf("%s:%d: Secret %s, %s.%s: %s", path, f.Line, name, f.Field, key, f.Outcome)
 	if f.Field == "" {
-		s = fmt.Sprintf("%s:%d: Secret %s: %s", f.Path, f.Line, secretName(f.Namespace, f.Secret), f.Outcome)
+		s = fmt.Sprintf("%s:%d: Secret %s: %s", path, f.Line, name, f.Outcome)
 	}
 	if f.Reason != "" {
 		s += " (" + f.Reason + ")"
 	}
 	if f.Message != "" {
 		s += ": " + f.Message
+	}
+	return s
+}
+
+// printable is s, or s quoted when any of it is not printable.
+func printable(s string) string {
+	if strings.ContainsFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) {
+		return strconv.Quote(s)
 	}
 	return s
 }
@@ -316,80 +331,163 @@ func hasValues(n *yaml.Node) bool {
 // annotated Secret's and are never re-encrypted or checked. Pass every
 // finding of a run, across its files.
 func Unannotated(findings []Finding) []Finding {
-	return sharingAName(findings, NotAnnotated, func(Finding) bool { return false })
-}
-
-// UnreadGenerators returns the GeneratorNotRead findings of secretGenerator
-// entries that hold blobs rekey does not read: those carrying
-// rekey.dev/encrypted-keys, and those named like an annotated Secret (the
-// rules of Unannotated), whose values a kustomize build merges into or puts
-// in place of it. Pass every finding of a run, across its files.
-func UnreadGenerators(findings []Finding) []Finding {
-	return sharingAName(findings, GeneratorNotRead, func(f Finding) bool { return f.Reason == ReasonAnnotatedGenerator })
-}
-
-// sharingAName returns the findings of outcome that always holds for, or
-// that name a Secret an annotated Secret manifest also names.
-func sharingAName(findings []Finding, outcome Outcome, always func(Finding) bool) []Finding {
-	annotated := map[string][]string{} // name: namespaces
-	for _, f := range findings {
-		if f.Outcome != NotAnnotated && f.Outcome != GeneratorNotRead {
-			annotated[f.Secret] = append(annotated[f.Secret], f.Namespace)
-		}
-	}
 	var out []Finding
 	for _, f := range findings {
-		if f.Outcome != outcome {
-			continue
-		}
-		if always(f) || slices.ContainsFunc(annotated[f.Secret], func(ns string) bool { return ns == "" || f.Namespace == "" || ns == f.Namespace }) {
+		if f.Outcome == NotAnnotated && namesAnAnnotatedSecret(findings, f, func(name string) bool { return name == f.Secret }) {
 			out = append(out, f)
 		}
 	}
 	return out
 }
 
+// UnreadGenerators returns the GeneratorNotRead findings of secretGenerator
+// entries that hold blobs rekey does not read: those carrying
+// rekey.dev/encrypted-keys, and those with behavior merge or replace
+// whose name holds an annotated Secret's name (as it is, or with a
+// kustomize namePrefix or nameSuffix; the namespace rule of Unannotated),
+// whose values a kustomize build puts into it. A generator with the
+// default behavior, create, cannot change an existing Secret. Pass every
+// finding of a run, across its files.
+func UnreadGenerators(findings []Finding) []Finding {
+	var out []Finding
+	for _, f := range findings {
+		if f.Outcome != GeneratorNotRead {
+			continue
+		}
+		if f.Reason == ReasonAnnotatedGenerator ||
+			f.Reason == reasonMergingGenerator && namesAnAnnotatedSecret(findings, f, func(name string) bool { return strings.Contains(f.Secret, name) }) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// namesAnAnnotatedSecret reports whether an annotated Secret manifest among
+// findings has a name that matches and a namespace compatible with f's
+// (the same, or either not given).
+func namesAnAnnotatedSecret(findings []Finding, f Finding, matches func(name string) bool) bool {
+	return slices.ContainsFunc(findings, func(a Finding) bool {
+		return a.Outcome != NotAnnotated && a.Outcome != GeneratorNotRead && a.Secret != "" && matches(a.Secret) &&
+			(a.Namespace == "" || f.Namespace == "" || a.Namespace == f.Namespace)
+	})
+}
+
+// reasonMergingGenerator marks a GeneratorNotRead finding of an entry with
+// behavior merge or replace (and no rekey.dev/encrypted-keys).
+const reasonMergingGenerator = "MergingGenerator"
+
 // secretGenerators returns a GeneratorNotRead finding for each
-// secretGenerator entry with inputs (literals, files or envs) when doc is
-// a kustomize Kustomization or Component (its kind, or no kind and a
-// secretGenerator list: kustomization files often name neither).
+// secretGenerator entry with inputs (literals, files or env files) when doc
+// is a kustomize Kustomization or Component (its kind, or no kind and a
+// secretGenerator list: kustomization files often name neither), and for a
+// SecretGenerator generator configuration (kind SecretGenerator, used
+// through a kustomization's generators). Field names are matched as
+// kustomize matches them (any case), through YAML aliases and merge keys.
 func secretGenerators(path string, doc *yaml.Node) []Finding {
 	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
 		return nil
 	}
-	root := doc.Content[0]
-	gens := field(root, "secretGenerator")
-	if gens == nil || gens.Kind != yaml.SequenceNode {
-		return nil
+	root := resolve(doc.Content[0])
+	entry := func(g *yaml.Node, name, namespace string, all bool) []Finding {
+		if !slices.ContainsFunc([]string{"literals", "files", "envs", "env"}, func(k string) bool {
+			n := kfield(g, k)
+			return n != nil && (n.Kind == yaml.SequenceNode && len(n.Content) > 0 || n.Kind == yaml.ScalarNode && n.Tag != "!!null" && n.Value != "")
+		}) {
+			return nil
+		}
+		f := Finding{Path: path, Line: g.Line, Namespace: namespace, Secret: name, Outcome: GeneratorNotRead}
+		switch behavior := strings.ToLower(kscalar(g, "behavior")); {
+		case all || carriesEncryptedKeys(kfield(g, "options")):
+			f.Reason = ReasonAnnotatedGenerator
+		case behavior == "merge" || behavior == "replace":
+			f.Reason = reasonMergingGenerator
+		}
+		return []Finding{f}
 	}
-	switch scalar(root, "kind") {
+	switch kscalar(root, "kind") {
+	case "SecretGenerator":
+		// kustomize's own rule: name and namespace at the top, else the
+		// configuration's metadata.
+		meta := kfield(root, "metadata")
+		return entry(root, cmpOr(kscalar(root, "name"), kscalar(meta, "name")), cmpOr(kscalar(root, "namespace"), kscalar(meta, "namespace")),
+			carriesEncryptedKeys(meta))
 	case "Kustomization", "Component", "":
 	default:
 		return nil
 	}
-	annotated := func(opts *yaml.Node) bool {
-		return field(field(opts, "annotations"), rekeyv1alpha1.EncryptedKeysAnnotation) != nil
+	gens := kfield(root, "secretGenerator")
+	if gens == nil || gens.Kind != yaml.SequenceNode {
+		return nil
 	}
-	all := annotated(field(root, "generatorOptions"))
+	all := carriesEncryptedKeys(kfield(root, "generatorOptions"))
 	var out []Finding
 	for _, g := range gens.Content {
-		if g.Kind != yaml.MappingNode {
-			continue
+		if g = resolve(g); g.Kind == yaml.MappingNode {
+			out = append(out, entry(g, kscalar(g, "name"), cmpOr(kscalar(g, "namespace"), kscalar(root, "namespace")), all)...)
 		}
-		if !slices.ContainsFunc([]string{"literals", "files", "envs", "env"}, func(k string) bool {
-			n := field(g, k)
-			return n != nil && (n.Kind == yaml.SequenceNode && len(n.Content) > 0 || n.Kind == yaml.ScalarNode && n.Value != "")
-		}) {
-			continue
-		}
-		f := Finding{Path: path, Line: g.Line, Namespace: cmpOr(scalar(g, "namespace"), scalar(root, "namespace")),
-			Secret: scalar(g, "name"), Outcome: GeneratorNotRead}
-		if all || annotated(field(g, "options")) {
-			f.Reason = ReasonAnnotatedGenerator
-		}
-		out = append(out, f)
 	}
 	return out
+}
+
+// carriesEncryptedKeys reports whether m (generator options, or metadata)
+// has annotations naming rekey.dev/encrypted-keys.
+func carriesEncryptedKeys(m *yaml.Node) bool {
+	return lookup(kfield(m, "annotations"), rekeyv1alpha1.EncryptedKeysAnnotation, false, 0) != nil
+}
+
+// kfield is m's field key as kustomize reads it: the name in any case,
+// aliases followed, merge keys (<<) searched.
+func kfield(m *yaml.Node, key string) *yaml.Node { return lookup(m, key, true, 0) }
+
+func kscalar(m *yaml.Node, key string) string {
+	if n := kfield(m, key); n != nil && n.Kind == yaml.ScalarNode && n.Tag != "!!null" {
+		return n.Value
+	}
+	return ""
+}
+
+// lookup finds key in the mapping m (exactly, or in any case with fold),
+// following aliases and searching merge keys; depth bounds merges of
+// merges.
+func lookup(m *yaml.Node, key string, fold bool, depth int) *yaml.Node {
+	m = resolve(m)
+	if m == nil || m.Kind != yaml.MappingNode || depth > 8 {
+		return nil
+	}
+	var merges []*yaml.Node
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		k := m.Content[i]
+		if k.Kind != yaml.ScalarNode {
+			continue
+		}
+		if k.Value == key || fold && strings.EqualFold(k.Value, key) {
+			return resolve(m.Content[i+1])
+		}
+		if k.Value == "<<" && k.Tag == "!!merge" {
+			merges = append(merges, m.Content[i+1])
+		}
+	}
+	for _, v := range merges {
+		v = resolve(v)
+		srcs := []*yaml.Node{v}
+		if v != nil && v.Kind == yaml.SequenceNode {
+			srcs = v.Content
+		}
+		for _, src := range srcs {
+			if n := lookup(src, key, fold, depth+1); n != nil {
+				return n
+			}
+		}
+	}
+	return nil
+}
+
+// resolve follows aliases to the node they name.
+func resolve(n *yaml.Node) *yaml.Node {
+	for i := 0; n != nil && n.Kind == yaml.AliasNode && i < 8; i++ {
+		n = n.Alias
+	}
+	return n
 }
 
 func scalar(m *yaml.Node, key string) string {
