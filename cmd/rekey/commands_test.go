@@ -232,9 +232,10 @@ func TestCompletionDoesNotEcho(t *testing.T) {
 
 // The arguments the Deployments in config/ and in the Helm chart give
 // rekey parse: the command exists, every flag is one of its flags, and it
-// takes no stray argument. The chart is rendered with its defaults and
-// with every setting changed (test/chart/testdata/all-on.yaml), so that
-// an argument only a value adds is read too.
+// takes no stray argument. The chart is rendered with its defaults, with
+// every setting changed (test/chart/testdata/all-on.yaml) and with the
+// branches that leaves out, so that an argument only a value adds is read
+// too.
 func TestDeploymentArgsParse(t *testing.T) {
 	root, err := filepath.Abs(filepath.Join("..", ".."))
 	if err != nil {
@@ -264,6 +265,8 @@ func TestDeploymentArgsParse(t *testing.T) {
 	}{
 		{"the chart's defaults", nil, 1},
 		{"the chart with every setting changed", []string{"-f", filepath.Join(root, "test", "chart", "testdata", "all-on.yaml")}, 2},
+		// The branches all-on leaves out: metrics off, a Lease namespace.
+		{"the chart with metrics off and a Lease namespace", []string{"--set", "metrics.enabled=false", "--set", "leaderElection.namespace=rekey-leases"}, 1},
 	} {
 		cmd := exec.Command(helmBin, append([]string{"template", "rekey", filepath.Join(root, "charts", "rekey"), "-n", "rekey-system"}, c.args...)...)
 		home := t.TempDir()

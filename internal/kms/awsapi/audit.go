@@ -215,9 +215,10 @@ func appendTime(b []byte, t time.Time) []byte {
 	return append(b, 'Z')
 }
 
-// appendMillis appends d in milliseconds with three decimals (12.345),
-// what strconv.AppendFloat(ms, 'f', 3) writes for a whole number of
-// microseconds.
+// appendMillis appends d in milliseconds with three decimals (12.345):
+// exactly, where strconv.AppendFloat(ms, 'f', 3) of the same number of
+// microseconds, which it replaces, rounds through a float64 for durations
+// past ~278 years.
 func appendMillis(b []byte, d time.Duration) []byte {
 	us := d.Microseconds()
 	if us < 0 {
