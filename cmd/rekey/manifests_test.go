@@ -308,6 +308,7 @@ func TestManifestsSecretGeneratorIsNotSilent(t *testing.T) {
 		"- name: no-inputs\n  options: {annotations: {rekey.dev/encrypted-keys: x}}\n  literals: ~\n" +
 		"- name: billing-db\n  literals: [unrelated=plain]\n" + // behavior create: cannot change the annotated Secret
 		"- name: prod-billing-db\n  behavior: merge\n  literals: [password=" + blob("PREFIXED") + "]\n" +
+		"- name: billing-db\n  namespace: other\n  behavior: merge\n  literals: [plain=other-namespace]\n" + // not the annotated Secret's namespace
 		"- name: \"evil\\nrekey manifests: 0 files\"\n  options: {annotations: {rekey.dev/encrypted-keys: k}}\n  literals: [k=v]\n"
 	staging := "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n" +
 		"generatorOptions:\n  annotations:\n    rekey.dev/encrypted-keys: key\nsecretGenerator:\n- name: staging-key\n  envs: [key.env]\n"
@@ -348,7 +349,7 @@ func TestManifestsSecretGeneratorIsNotSilent(t *testing.T) {
 		prodPath + ":3: Secret billing/billing-db" + notRead + "merges into or replaces an annotated Secret",
 		prodPath + ":7: Secret api-token" + notRead + "carries rekey.dev/encrypted-keys",
 		prodPath + ":19: Secret prod-billing-db" + notRead + "merges into or replaces an annotated Secret",
-		prodPath + `:22: Secret "evil\nrekey manifests: 0 files"` + notRead + "carries",
+		prodPath + `:26: Secret "evil\nrekey manifests: 0 files"` + notRead + "carries",
 		filepath.Join(dir, "overlays/staging/Kustomization") + ":7: Secret staging-key" + notRead + "carries",
 		oddPath + ":6: Secret merged-key" + notRead + "carries",
 		oddPath + ":9: Secret aliased-key" + notRead + "carries",
@@ -360,6 +361,12 @@ func TestManifestsSecretGeneratorIsNotSilent(t *testing.T) {
 	for _, extra := range [][]string{{"--check"}, nil, nil} {
 		report, code := reencrypt(extra...)
 		missing := slices.DeleteFunc(slices.Clone(want), func(w string) bool { return strings.Contains(report, w) })
+		// No value from a generator reaches the report.
+		for _, v := range []string{"plain", "k=v", "other-namespace", "password=", "token="} {
+			if strings.Contains(report, v) {
+				t.Fatalf("%v: the report holds %q\n%s", extra, v, report)
+			}
+		}
 		if code != 1 || len(missing) > 0 || strings.Contains(report, "tls-extra") || strings.Contains(report, "no-inputs") ||
 			strings.Contains(report, "configmap") || strings.Contains(report, "notes.txt") || strings.Contains(report, ":17: ") ||
 			strings.Contains(report, "\nrekey manifests: 0 files") {
