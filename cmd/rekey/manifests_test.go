@@ -72,15 +72,7 @@ data: {key: %s}
 		"apps/billing/deploy.yml": "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: billing}\n",
 		".hidden/stray.yaml":      "apiVersion: v1\nkind: Secret\nmetadata:\n  name: x\n  annotations: {rekey.dev/encrypted-keys: a}\ndata: {a: bm90IGEgYmxvYg==}\n",
 	}
-	for name, body := range files {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(body), 0o640); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeFiles(t, dir, files, 0o640)
 	return dir, files
 }
 
@@ -328,20 +320,7 @@ func TestManifestsSecretGeneratorIsNotSilent(t *testing.T) {
 		"overlays/other/configmap.yaml":    "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\nsecretGenerator:\n- name: billing-db\n  behavior: merge\n  literals: [a=b]\n",
 		"overlays/other/notes.txt":         "secretGenerator:\n- name: billing-db\n  behavior: merge\n  literals: [a=b]\n",
 	}
-	for name, body := range files {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	reencrypt := func(extra ...string) (string, int) {
-		argv := append([]string{"manifests", "reencrypt", dir, "--source-key", "alias/old", "--destination-key", "alias/new"}, c.args...)
-		_, report, code := rekeyCmd("", append(argv, extra...)...)
-		return report, code
-	}
+	reencrypt := writeTree(t, c, dir, files)
 	prodPath := filepath.Join(dir, "overlays/prod/kustomization.yaml")
 	oddPath := filepath.Join(dir, "overlays/odd/kustomization.yml")
 	const notRead = ": SecretGeneratorNotRead: kustomize secretGenerator inputs (literals, files, env files) are neither checked nor re-encrypted, and this one "
@@ -401,20 +380,7 @@ func TestManifestsKustomizePatchWithoutAnnotations(t *testing.T) {
 		"overlays/prod/secret-patch.yaml":  patch,
 		"overlays/prod/tls.yaml":           "apiVersion: v1\nkind: Secret\nmetadata: {name: tls}\ndata: {tls.crt: Y2VydA==}\n",
 	}
-	for name, body := range files {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	reencrypt := func(extra ...string) (string, int) {
-		argv := append([]string{"manifests", "reencrypt", dir, "--source-key", "alias/old", "--destination-key", "alias/new"}, c.args...)
-		_, report, code := rekeyCmd("", append(argv, extra...)...)
-		return report, code
-	}
+	reencrypt := writeTree(t, c, dir, files)
 	patchPath := filepath.Join(dir, "overlays/prod/secret-patch.yaml")
 	for _, extra := range [][]string{{"--check"}, nil} {
 		report, code := reencrypt(extra...)
@@ -441,5 +407,33 @@ func TestManifestsKustomizePatchWithoutAnnotations(t *testing.T) {
 	}
 	if report, code := reencrypt("--check"); code != 0 || !strings.Contains(report, "0 blobs under a source key, 2 already under the destination") {
 		t.Fatalf("check after: exit %d\n%s", code, report)
+	}
+}
+
+// writeTree writes files (path below dir: content) and returns a function
+// that runs manifests reencrypt over dir from alias/old to alias/new with
+// more arguments, and returns its report (stderr) and exit status.
+func writeTree(t *testing.T, c *cli, dir string, files map[string]string) func(extra ...string) (string, int) {
+	t.Helper()
+	writeFiles(t, dir, files, 0o644)
+	return func(extra ...string) (string, int) {
+		argv := append([]string{"manifests", "reencrypt", dir, "--source-key", "alias/old", "--destination-key", "alias/new"}, c.args...)
+		_, report, code := rekeyCmd("", append(argv, extra...)...)
+		return report, code
+	}
+}
+
+// writeFiles writes files (path below dir: content) with mode perm,
+// making their directories.
+func writeFiles(t *testing.T, dir string, files map[string]string, perm os.FileMode) {
+	t.Helper()
+	for name, body := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), perm); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
