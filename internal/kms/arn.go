@@ -14,12 +14,6 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-// Package kms is rekey's embedded re-encrypt engine: a local key service with
-// the semantics of AWS KMS for symmetric keys. Keys have ordered backing-key
-// versions; blobs name the key and version that sealed them in an
-// authenticated header (blob.go); plaintext never leaves the engine on
-// ReEncrypt. State is persisted through a Store (see the keystore package),
-// encrypted under a root key kept elsewhere.
 package kms
 
 import "strings"
