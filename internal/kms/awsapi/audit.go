@@ -241,6 +241,15 @@ func appendDigits(b []byte, n, width int) []byte {
 	return b
 }
 
+// escaped reports whether a byte is written other than as itself in a
+// JSON string, by appendJSONString and by json-iterator (whose output the
+// fast path's encoder matches): a control character, a non-ASCII byte
+// (which may need replacing), DEL, a quote, a backslash, or an HTML
+// character.
+func escaped(c byte) bool {
+	return c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&'
+}
+
 // appendJSONString appends s as a JSON string: quotes, backslashes and
 // control characters escaped, invalid UTF-8 replaced.
 func appendJSONString(b []byte, s string) []byte {
@@ -249,8 +258,7 @@ func appendJSONString(b []byte, s string) []byte {
 	// Most of a line (ARNs, ids, addresses) needs no escape: copy the
 	// plain prefix at once.
 	plain := 0
-	for plain < len(s) && s[plain] >= 0x20 && s[plain] < 0x7f && s[plain] != '"' && s[plain] != '\\' &&
-		s[plain] != '<' && s[plain] != '>' && s[plain] != '&' {
+	for plain < len(s) && !escaped(s[plain]) {
 		plain++
 	}
 	b = append(b, s[:plain]...)

@@ -370,7 +370,7 @@ func (e *encoder) str(prefix, s string) {
 		return
 	}
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+		if escaped(s[i]) {
 			e.ok = false
 			return
 		}
