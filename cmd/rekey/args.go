@@ -114,28 +114,18 @@ func checkRawArgs(fs *pflag.FlagSet, args []string) error {
 		if a == "--" {
 			break
 		}
-		if len(a) < 2 || a[0] != '-' {
-			continue // a positional, or - (stdin)
-		}
-		var f *pflag.Flag
-		var shown string
-		if a[1] == '-' {
-			name, _, inline := strings.Cut(a[2:], "=")
-			if f = fs.Lookup(name); f == nil || inline || f.NoOptDefVal != "" {
-				continue // unknown (pflag says so), its value given, or a switch
-			}
-			shown = "--" + name
-		} else {
+		if len(a) > 2 && a[0] == '-' && a[1] != '-' {
 			if name, _, _ := strings.Cut(a[1:], "="); len(name) > 1 && fs.Lookup(name) != nil {
 				return usageErrorf("-%s: long flags take two dashes: --%s", name, name)
 			}
-			if f = shorthandTakingNext(fs, a[1:]); f == nil {
-				continue
-			}
-			shown = "-" + f.Shorthand
 		}
-		if i+1 == len(args) {
-			continue // pflag says the value is missing
+		f := flagTakingNext(fs, a)
+		if f == nil || i+1 == len(args) {
+			continue // not such a flag (pflag reports an unknown one), or pflag says the value is missing
+		}
+		shown := "--" + f.Name
+		if a[1] != '-' {
+			shown = "-" + f.Shorthand
 		}
 		switch next := args[i+1]; {
 		case next == "--" || isFlagOf(fs, next):
@@ -219,18 +209,21 @@ func (discardValue) String() string   { return "" }
 func (discardValue) Set(string) error { return nil }
 func (v discardValue) Type() string   { return v.typ }
 
-// takesNext reports whether the argument a is a flag of fs that takes the
-// next argument as its value: --name, or a cluster of shorthands ending
-// with one that takes a value.
-func takesNext(fs *pflag.FlagSet, a string) bool {
+// flagTakingNext returns the flag of fs that the argument a names without
+// its value, so that it takes the next argument as its value: --name, or a
+// cluster of shorthands ending with one that takes a value. nil for
+// anything else: a positional, --name=value, a switch, an unknown flag.
+func flagTakingNext(fs *pflag.FlagSet, a string) *pflag.Flag {
 	switch {
 	case len(a) < 2 || a[0] != '-' || a == "--":
-		return false
+		return nil
 	case a[1] == '-':
-		f := fs.Lookup(a[2:])
-		return f != nil && f.NoOptDefVal == ""
+		if f := fs.Lookup(a[2:]); f != nil && f.NoOptDefVal == "" {
+			return f
+		}
+		return nil
 	}
-	return shorthandTakingNext(fs, a[1:]) != nil
+	return shorthandTakingNext(fs, a[1:])
 }
 
 // shorthandTakingNext returns the flag of a cluster of shorthands (-A,

@@ -50,7 +50,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 // or failed.
 func execute(ctx context.Context, args []string, s streams) (*cobra.Command, error) {
 	root := newRootCmd(s)
-	if completing(args) {
+	completion := completing(args)
+	if completion {
 		if len(args) == 1 {
 			return root, usageErrorf("%s takes the command line to complete", args[0])
 		}
@@ -58,7 +59,7 @@ func execute(ctx context.Context, args []string, s streams) (*cobra.Command, err
 		args = completionArgs(root, args)
 	}
 	root.SetArgs(args)
-	if !completing(args) {
+	if !completion {
 		// What pflag cannot refuse: look at the arguments as given.
 		if cmd, rest, err := root.Find(args); err == nil {
 			cmd.InitDefaultHelpFlag()
@@ -229,7 +230,7 @@ func completionArgs(root *cobra.Command, args []string) []string {
 		kept = append(kept, w)
 	}
 	if n := len(kept); n > 1 && !dashdash && strings.HasPrefix(toComplete, "-") {
-		if cmd, _, err := root.Find(kept[1:]); err == nil && takesNext(cmd.Flags(), kept[n-1]) {
+		if cmd, _, err := root.Find(kept[1:]); err == nil && flagTakingNext(cmd.Flags(), kept[n-1]) != nil {
 			kept = kept[:n-1]
 		}
 	}
