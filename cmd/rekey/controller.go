@@ -152,10 +152,10 @@ config/manager and of the Helm chart runs it. docs/operations.md,
 // run runs the manager until ctx ends; it logs to stderr.
 func (o *controllerOptions) run(ctx context.Context, stderr io.Writer) error {
 	if o.listBudget < secretpage.MinBudget {
-		return fmt.Errorf("%w: --list-budget-bytes %d is below %d: a page of one Secret must fit", errUsage, o.listBudget, secretpage.MinBudget)
+		return usageErrorf("--list-budget-bytes %d is below %d: a page of one Secret must fit", o.listBudget, secretpage.MinBudget)
 	}
 	if o.pageSize < 1 {
-		return fmt.Errorf("%w: --page-size %d: at least 1", errUsage, o.pageSize)
+		return usageErrorf("--page-size %d: at least 1", o.pageSize)
 	}
 	metricsOpts, err := o.metricsServerOptions(ctx)
 	if err != nil {

@@ -89,7 +89,7 @@ func newEncryptCmd(s streams) *cobra.Command {
 		ValidArgsFunction: cobra.NoFileCompletions,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if key == "" {
-				return fmt.Errorf("%w: --key is required", errUsage)
+				return usageErrorf("--key is required")
 			}
 			if err := ks.check(); err != nil {
 				return err
@@ -169,7 +169,7 @@ leaves it), and prints the new blob.`,
 		ValidArgsFunction: cobra.NoFileCompletions,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if dst == "" {
-				return fmt.Errorf("%w: --destination-key is required", errUsage)
+				return usageErrorf("--destination-key is required")
 			}
 			blob, err := readBlob(s.in)
 			if err != nil {

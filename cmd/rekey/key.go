@@ -305,7 +305,7 @@ func listKeys(ctx context.Context, e *kms.Engine, stdout io.Writer) error {
 func checkAliasName(name string) error {
 	var ke *kms.Error
 	if err := kms.CheckAliasName(name); errors.As(err, &ke) {
-		return fmt.Errorf("%w: --alias: %s", errUsage, ke.Message)
+		return usageErrorf("--alias: %s", ke.Message)
 	}
 	return nil
 }

@@ -42,7 +42,7 @@ func parsePolicyChange(grant bool, operations string, names []string) (*policyCh
 	c := &policyChange{grant: grant}
 	if operations == "" {
 		if c.grant {
-			return nil, fmt.Errorf("%w: key grant needs --operations (%s)", errUsage, strings.Join(keypolicy.OperationNames, ","))
+			return nil, usageErrorf("key grant needs --operations (%s)", strings.Join(keypolicy.OperationNames, ","))
 		}
 		c.tags = keypolicy.Tags
 	}
@@ -52,7 +52,7 @@ func parsePolicyChange(grant bool, operations string, names []string) (*policyCh
 		}
 		tag, ok := keypolicy.Operations[op]
 		if !ok {
-			return nil, fmt.Errorf("%w: --operations: %q is not one of %s", errUsage, op, strings.Join(keypolicy.OperationNames, ", "))
+			return nil, usageErrorf("--operations: %q is not one of %s", op, strings.Join(keypolicy.OperationNames, ", "))
 		}
 		if !slices.Contains(c.tags, tag) {
 			c.tags = append(c.tags, tag)

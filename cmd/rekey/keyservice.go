@@ -80,7 +80,7 @@ func (f *keyServiceFlags) remote() bool { return f.aws || f.endpoint != "" }
 func (f *keyServiceFlags) check() error {
 	if !f.remote() {
 		if f.engine.keystore == "" {
-			return fmt.Errorf("%w: no key service: give --keystore (or set REKEY_KEYSTORE) for the embedded engine, or --aws / --kms-endpoint URL", errUsage)
+			return usageErrorf("no key service: give --keystore (or set REKEY_KEYSTORE) for the embedded engine, or --aws / --kms-endpoint URL")
 		}
 		return nil
 	}
@@ -107,16 +107,16 @@ func checkEndpoint(endpoint string) error {
 	u, err := url.Parse(endpoint)
 	switch {
 	case err != nil:
-		return fmt.Errorf("%w: --kms-endpoint: not a URL; want https://HOST[:PORT]", errUsage)
+		return usageErrorf("--kms-endpoint: not a URL; want https://HOST[:PORT]")
 	case u.User != nil:
 		return fmt.Errorf("%w: --kms-endpoint: the endpoint URL must not carry user info (USER:PASSWORD@): "+
 			"the AWS SDK's credentials sign the requests; want https://HOST[:PORT]", errUsage)
 	case u.RawQuery != "" || u.ForceQuery:
-		return fmt.Errorf("%w: --kms-endpoint: the endpoint URL must not carry a query (?...); want https://HOST[:PORT]", errUsage)
+		return usageErrorf("--kms-endpoint: the endpoint URL must not carry a query (?...); want https://HOST[:PORT]")
 	case u.Fragment != "" || strings.Contains(endpoint, "#"):
-		return fmt.Errorf("%w: --kms-endpoint: the endpoint URL must not carry a fragment (#...); want https://HOST[:PORT]", errUsage)
+		return usageErrorf("--kms-endpoint: the endpoint URL must not carry a fragment (#...); want https://HOST[:PORT]")
 	case u.Host == "":
-		return fmt.Errorf("%w: --kms-endpoint: the endpoint URL has no host; want https://HOST[:PORT]", errUsage)
+		return usageErrorf("--kms-endpoint: the endpoint URL has no host; want https://HOST[:PORT]")
 	}
 	switch u.Scheme {
 	case "https":
@@ -125,9 +125,9 @@ func checkEndpoint(endpoint string) error {
 		if ip := net.ParseIP(u.Hostname()); (ip != nil && ip.IsLoopback()) || u.Hostname() == "localhost" {
 			return nil
 		}
-		return fmt.Errorf("%w: --kms-endpoint http://%s: http only to a loopback address (plaintext values would cross the network unencrypted); use https", errUsage, u.Host)
+		return usageErrorf("--kms-endpoint http://%s: http only to a loopback address (plaintext values would cross the network unencrypted); use https", u.Host)
 	default:
-		return fmt.Errorf("%w: --kms-endpoint: the endpoint URL's scheme is not https; want https://HOST[:PORT]", errUsage)
+		return usageErrorf("--kms-endpoint: the endpoint URL's scheme is not https; want https://HOST[:PORT]")
 	}
 }
 
@@ -148,7 +148,7 @@ func (f *keyServiceFlags) open(ctx context.Context) (keyService, error) {
 		return nil, fmt.Errorf("loading the AWS SDK configuration: %w", err)
 	}
 	if cfg.Region == "" {
-		return nil, fmt.Errorf("%w: no AWS region: set AWS_REGION (or a profile's region), or give --region", errUsage)
+		return nil, usageErrorf("no AWS region: set AWS_REGION (or a profile's region), or give --region")
 	}
 	client := awskms.NewFromConfig(cfg, func(o *awskms.Options) {
 		if f.endpoint != "" {

@@ -41,7 +41,7 @@ func checkNamespaces(names []string) error {
 			continue
 		}
 		if errs := validation.IsDNS1123Label(n); len(errs) > 0 {
-			return fmt.Errorf("%w: %q is not a namespace name: %s", errUsage, n, strings.Join(errs, "; "))
+			return usageErrorf("%q is not a namespace name: %s", n, strings.Join(errs, "; "))
 		}
 	}
 	return nil

@@ -78,7 +78,7 @@ func newKeystoreCmd(s streams) *cobra.Command {
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if to == "" {
-				return fmt.Errorf("%w: --to is required", errUsage)
+				return usageErrorf("--to is required")
 			}
 			b, err := backupFlags.backend()
 			if err != nil {
@@ -131,7 +131,7 @@ key, and prints its id, location, generation and keys (never key material).`,
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if from == "" {
-				return fmt.Errorf("%w: --from is required", errUsage)
+				return usageErrorf("--from is required")
 			}
 			b, err := restoreFlags.backend()
 			if err != nil {

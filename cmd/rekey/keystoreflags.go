@@ -89,7 +89,7 @@ func (f *engineFlags) open(ctx context.Context) (*kms.Engine, error) {
 // warning about one open to its group.
 func (f *engineFlags) rootKey() (*keystore.RootKey, error) {
 	if f.rootKeyFile == "" {
-		return nil, fmt.Errorf("%w: --root-key-file is required (or set REKEY_ROOT_KEY_FILE)", errUsage)
+		return nil, usageErrorf("--root-key-file is required (or set REKEY_ROOT_KEY_FILE)")
 	}
 	return readRootKey(f.rootKeyFile, f.stderr)
 }
@@ -128,7 +128,7 @@ func shownPath(path string) string {
 // backend returns the keystore the flags name, without opening it.
 func (f *engineFlags) backend() (keystore.Backend, error) {
 	if f.keystore == "" {
-		return nil, fmt.Errorf("%w: --keystore is required (or set REKEY_KEYSTORE)", errUsage)
+		return nil, usageErrorf("--keystore is required (or set REKEY_KEYSTORE)")
 	}
 	root, err := f.rootKey()
 	if err != nil {
@@ -174,13 +174,13 @@ func secretRef(location string) (ns, name string, isSecret bool, err error) {
 	ref, ok := strings.CutPrefix(location, secretScheme)
 	if !ok {
 		if strings.Contains(location, "://") {
-			return "", "", false, fmt.Errorf("%w: the keystore is a URL other than k8s://NAMESPACE/NAME: use a file path or k8s://NAMESPACE/NAME", errUsage)
+			return "", "", false, usageErrorf("the keystore is a URL other than k8s://NAMESPACE/NAME: use a file path or k8s://NAMESPACE/NAME")
 		}
 		return "", "", false, nil
 	}
 	ns, name, ok = strings.Cut(ref, "/")
 	if !ok || len(validation.IsDNS1123Label(ns)) > 0 || len(validation.IsDNS1123Subdomain(name)) > 0 {
-		return "", "", true, fmt.Errorf("%w: the keystore is not k8s://NAMESPACE/NAME (a namespace and a Secret's name)", errUsage)
+		return "", "", true, usageErrorf("the keystore is not k8s://NAMESPACE/NAME (a namespace and a Secret's name)")
 	}
 	return ns, name, true, nil
 }

@@ -152,27 +152,27 @@ func (f *kmsServeFlags) bind(fs *pflag.FlagSet, stderr io.Writer) {
 // check refuses flag combinations that cannot be served safely.
 func (f *kmsServeFlags) check(ctx context.Context) error {
 	if f.credsFile == "" && !f.podIdentity {
-		return fmt.Errorf("%w: --credentials-file is required (or --pod-identity)", errUsage)
+		return usageErrorf("--credentials-file is required (or --pod-identity)")
 	}
 	if f.credsFile == "" && f.policyFile != "" {
-		return fmt.Errorf("%w: --policy-file says what the access keys of --credentials-file may do: give both", errUsage)
+		return usageErrorf("--policy-file says what the access keys of --credentials-file may do: give both")
 	}
 	if f.podIdentity {
 		if f.sessionDuration < time.Minute || f.sessionDuration > podidentity.MaxDuration {
-			return fmt.Errorf("%w: --session-duration must be between 1m and %v, got %v", errUsage, podidentity.MaxDuration, f.sessionDuration)
+			return usageErrorf("--session-duration must be between 1m and %v, got %v", podidentity.MaxDuration, f.sessionDuration)
 		}
 		if f.tokenAudience == "" {
-			return fmt.Errorf("%w: --token-audience must not be empty", errUsage)
+			return usageErrorf("--token-audience must not be empty")
 		}
 		if f.maxTokenLifetime < 0 || f.reviewsPerSecond <= 0 {
-			return fmt.Errorf("%w: --max-token-lifetime must not be negative and --token-reviews-per-second must be positive", errUsage)
+			return usageErrorf("--max-token-lifetime must not be negative and --token-reviews-per-second must be positive")
 		}
 	}
 	if (f.certFile == "") != (f.keyFile == "") {
-		return fmt.Errorf("%w: --tls-cert-file and --tls-key-file go together", errUsage)
+		return usageErrorf("--tls-cert-file and --tls-key-file go together")
 	}
 	if f.maxConns < 1 {
-		return fmt.Errorf("%w: --max-connections must be at least 1", errUsage)
+		return usageErrorf("--max-connections must be at least 1")
 	}
 	if f.certFile == "" {
 		return requireLoopback(ctx, f.listen)
@@ -241,7 +241,7 @@ func runKMSServe(ctx context.Context, f *kmsServeFlags, stdout, stderr io.Writer
 	}
 	if tlsConfig == nil && !isLoopback(ln.Addr()) {
 		_ = ln.Close()
-		return fmt.Errorf("%w: %s is not a loopback address: serve TLS (--tls-cert-file, --tls-key-file)", errUsage, ln.Addr())
+		return usageErrorf("%s is not a loopback address: serve TLS (--tls-cert-file, --tls-key-file)", ln.Addr())
 	}
 	pod, err := f.podIdentityOptions(creds)
 	if err != nil {
@@ -362,7 +362,7 @@ func checkAudience(audience, tokenFile string) error {
 		apiAudiences = append(apiAudiences, jwtAudiences(string(b))...)
 	}
 	if slices.Contains(apiAudiences, audience) {
-		return fmt.Errorf("%w: --token-audience %s is the kube-apiserver's audience: use an audience of rekey's alone (rekey)", errUsage, audience)
+		return usageErrorf("--token-audience %s is the kube-apiserver's audience: use an audience of rekey's alone (rekey)", audience)
 	}
 	return nil
 }

@@ -42,7 +42,7 @@ func (o *controllerOptions) metricsServerOptions(ctx context.Context) (metricsse
 	}
 	if !o.metricsSecure {
 		if o.metricsCertDir != "" {
-			return opts, fmt.Errorf("%w: --metrics-cert-dir needs --metrics-secure", errUsage)
+			return opts, usageErrorf("--metrics-cert-dir needs --metrics-secure")
 		}
 		ok, err := loopbackListen(ctx, o.metricsAddr)
 		if err != nil {

@@ -107,11 +107,11 @@ func newManifestsReencryptCmd(s streams) *cobra.Command {
 func (m *manifestsReencrypt) run(ctx context.Context, paths []string, s streams) error {
 	switch {
 	case len(m.sources) == 0 || m.dest == "":
-		return fmt.Errorf("%w: --source-key and --destination-key are required", errUsage)
+		return usageErrorf("--source-key and --destination-key are required")
 	case m.toStdout && (len(paths) != 1 || m.check):
-		return fmt.Errorf("%w: --stdout takes one PATH and no --check", errUsage)
+		return usageErrorf("--stdout takes one PATH and no --check")
 	case slices.Contains(paths, "-") && len(paths) != 1:
-		return fmt.Errorf("%w: - (stdin) is the only PATH when given", errUsage)
+		return usageErrorf("- (stdin) is the only PATH when given")
 	}
 	if err := m.ks.check(); err != nil {
 		return err
@@ -247,7 +247,7 @@ func openManifestKeys(ctx context.Context, ks *keyServiceFlags, r *manifests.Rot
 		region = cfg.Region
 	}
 	if region == "" {
-		return fmt.Errorf("%w: no AWS region: set AWS_REGION (or a profile's region), or give --region", errUsage)
+		return usageErrorf("no AWS region: set AWS_REGION (or a profile's region), or give --region")
 	}
 	p, err := awsprovider.New(ctx, awsprovider.Options{Region: region, Endpoint: ks.endpoint, MaxAttempts: 3})
 	if err != nil {

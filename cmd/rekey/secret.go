@@ -85,7 +85,7 @@ func newSecretCreateCmd(s streams) *cobra.Command {
 				return err
 			}
 			if len(args) != 1 {
-				return fmt.Errorf("%w: secret create takes one argument, the Secret's NAME; got %d", errUsage, len(args))
+				return usageErrorf("secret create takes one argument, the Secret's NAME; got %d", len(args))
 			}
 			return nil
 		},
@@ -184,16 +184,16 @@ func (o *secretCreate) takeRaw(raw []rawArg) error {
 		k, v, ok := strings.Cut(r.arg, "=")
 		if r.flag == flagLabel {
 			if !ok {
-				return fmt.Errorf("%w: --label: want KEY=VALUE (an argument has no '=')", errUsage)
+				return usageErrorf("--label: want KEY=VALUE (an argument has no '=')")
 			}
 			if errs := validation.IsQualifiedName(k); len(errs) > 0 {
-				return fmt.Errorf("%w: --label key %q: %s", errUsage, k, strings.Join(errs, "; "))
+				return usageErrorf("--label key %q: %s", k, strings.Join(errs, "; "))
 			}
 			if errs := validation.IsValidLabelValue(v); len(errs) > 0 {
-				return fmt.Errorf("%w: --label %s: the value is not a label value: %s", errUsage, k, strings.Join(errs, "; "))
+				return usageErrorf("--label %s: the value is not a label value: %s", k, strings.Join(errs, "; "))
 			}
 			if _, dup := o.labels[k]; dup {
-				return fmt.Errorf("%w: --label %s given twice", errUsage, k)
+				return usageErrorf("--label %s given twice", k)
 			}
 			o.labels[k] = v
 			continue
@@ -203,37 +203,37 @@ func (o *secretCreate) takeRaw(raw []rawArg) error {
 			if r.flag == flagFromFile {
 				what = "PATH"
 			}
-			return fmt.Errorf("%w: --%s: want DATAKEY=%s (an argument has no '=')", errUsage, r.flag, what)
+			return usageErrorf("--%s: want DATAKEY=%s (an argument has no '=')", r.flag, what)
 		}
 		if errs := validation.IsConfigMapKey(k); len(errs) > 0 {
-			return fmt.Errorf("%w: --%s: data key %q: %s", errUsage, r.flag, k, strings.Join(errs, "; "))
+			return usageErrorf("--%s: data key %q: %s", r.flag, k, strings.Join(errs, "; "))
 		}
 		if seen[k] {
-			return fmt.Errorf("%w: data key %q given twice", errUsage, k)
+			return usageErrorf("data key %q given twice", k)
 		}
 		seen[k] = true
 		it := dataItem{key: k, fromFile: r.flag == flagFromFile}
 		if it.fromFile {
 			if v == "" {
-				return fmt.Errorf("%w: --from-file %s=: no PATH", errUsage, k)
+				return usageErrorf("--from-file %s=: no PATH", k)
 			}
 			if v == "-" {
 				if stdin {
-					return fmt.Errorf("%w: --from-file DATAKEY=- (stdin) given more than once", errUsage)
+					return usageErrorf("--from-file DATAKEY=- (stdin) given more than once")
 				}
 				stdin = true
 			}
 			it.path = v
 		} else {
 			if err := checkValueSize("--from-literal "+k, len(v)); err != nil {
-				return fmt.Errorf("%w: %w", errUsage, err)
+				return asUsage(err)
 			}
 			it.literal = []byte(v)
 		}
 		o.items = append(o.items, it)
 	}
 	if len(o.items) == 0 {
-		return fmt.Errorf("%w: give at least one --from-literal DATAKEY=VALUE or --from-file DATAKEY=PATH", errUsage)
+		return usageErrorf("give at least one --from-literal DATAKEY=VALUE or --from-file DATAKEY=PATH")
 	}
 	return nil
 }
@@ -253,29 +253,29 @@ func checkValueSize(what string, n int) error {
 func (o *secretCreate) check(fs *pflag.FlagSet) error {
 	if errs := validation.IsDNS1123Subdomain(o.name); len(errs) > 0 {
 		// Not echoed: the argument may be a value that lost its flag.
-		return fmt.Errorf("%w: the Secret's NAME is not a Secret name: %s", errUsage, strings.Join(errs, "; "))
+		return usageErrorf("the Secret's NAME is not a Secret name: %s", strings.Join(errs, "; "))
 	}
 	if o.namespace != "" {
 		if errs := validation.IsDNS1123Label(o.namespace); len(errs) > 0 {
-			return fmt.Errorf("%w: --namespace %q: %s", errUsage, o.namespace, strings.Join(errs, "; "))
+			return usageErrorf("--namespace %q: %s", o.namespace, strings.Join(errs, "; "))
 		}
 	}
 	if o.key == "" {
-		return fmt.Errorf("%w: --key is required", errUsage)
+		return usageErrorf("--key is required")
 	}
 	for k, v := range o.context {
 		if v == "" {
-			return fmt.Errorf("%w: --context %s=: the value is empty", errUsage, k)
+			return usageErrorf("--context %s=: the value is empty", k)
 		}
 	}
 	outputGiven := fs.Changed("output")
 	switch {
 	case o.output != "yaml" && o.output != "json":
-		return fmt.Errorf("%w: -o %q: want yaml or json", errUsage, o.output)
+		return usageErrorf("-o %q: want yaml or json", o.output)
 	case o.apply && outputGiven:
-		return fmt.Errorf("%w: -o prints the manifest, --apply applies it: give one", errUsage)
+		return usageErrorf("-o prints the manifest, --apply applies it: give one")
 	case o.force && !o.apply:
-		return fmt.Errorf("%w: --force is for --apply", errUsage)
+		return usageErrorf("--force is for --apply")
 	}
 	return o.ks.check()
 }

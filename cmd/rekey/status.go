@@ -69,7 +69,7 @@ func (k *kubeTarget) bind(fs *pflag.FlagSet) {
 func (k *kubeTarget) client() (client.Client, error) {
 	if k.namespace != "" {
 		if errs := validation.IsDNS1123Label(k.namespace); len(errs) > 0 {
-			return nil, fmt.Errorf("%w: namespace %q: %s", errUsage, k.namespace, strings.Join(errs, "; "))
+			return nil, usageErrorf("namespace %q: %s", k.namespace, strings.Join(errs, "; "))
 		}
 	}
 	cfg, err := ctrl.GetConfig()
@@ -119,9 +119,9 @@ func newStatusCmd(s streams) *cobra.Command {
 func runStatus(ctx context.Context, k *kubeTarget, pos []string, stdout, stderr io.Writer) error {
 	switch {
 	case len(pos) == 1 && k.all:
-		return fmt.Errorf("%w: NAME and --all-namespaces do not go together", errUsage)
+		return usageErrorf("NAME and --all-namespaces do not go together")
 	case k.all && k.namespace != "":
-		return fmt.Errorf("%w: --namespace and --all-namespaces do not go together", errUsage)
+		return usageErrorf("--namespace and --all-namespaces do not go together")
 	}
 	if len(pos) == 1 {
 		if err := checkName(pos[0]); err != nil {
@@ -217,7 +217,7 @@ func runRerun(ctx context.Context, k *kubeTarget, name string, stdout io.Writer)
 
 func checkName(name string) error {
 	if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
-		return fmt.Errorf("%w: %q is not a KeyRotation name: %s", errUsage, name, strings.Join(errs, "; "))
+		return usageErrorf("%q is not a KeyRotation name: %s", name, strings.Join(errs, "; "))
 	}
 	return nil
 }
