@@ -91,8 +91,7 @@ func (f *keyServiceFlags) check() error {
 		}
 	}
 	if len(both) > 0 {
-		return fmt.Errorf("%w: %s are the embedded engine's flags, --aws and --kms-endpoint name a KMS endpoint: give one key service",
-			errUsage, strings.Join(both, ", "))
+		return usageErrorf("%s are the embedded engine's flags, --aws and --kms-endpoint name a KMS endpoint: give one key service", strings.Join(both, ", "))
 	}
 	if f.endpoint != "" {
 		return checkEndpoint(f.endpoint)
@@ -109,8 +108,8 @@ func checkEndpoint(endpoint string) error {
 	case err != nil:
 		return usageErrorf("--kms-endpoint: not a URL; want https://HOST[:PORT]")
 	case u.User != nil:
-		return fmt.Errorf("%w: --kms-endpoint: the endpoint URL must not carry user info (USER:PASSWORD@): "+
-			"the AWS SDK's credentials sign the requests; want https://HOST[:PORT]", errUsage)
+		return usageErrorf("--kms-endpoint: the endpoint URL must not carry user info (USER:PASSWORD@): " +
+			"the AWS SDK's credentials sign the requests; want https://HOST[:PORT]")
 	case u.RawQuery != "" || u.ForceQuery:
 		return usageErrorf("--kms-endpoint: the endpoint URL must not carry a query (?...); want https://HOST[:PORT]")
 	case u.Fragment != "" || strings.Contains(endpoint, "#"):

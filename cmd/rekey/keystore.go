@@ -100,8 +100,8 @@ key, and prints its id, location, generation and keys (never key material).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 1 {
 				if cmd.Flags().Changed("keystore") {
-					return fmt.Errorf("%w: --keystore does not apply to keystore verify FILE, which reads FILE with the root key alone "+
-						"(keystore verify without FILE checks the keystore)", errUsage)
+					return usageErrorf("--keystore does not apply to keystore verify FILE, which reads FILE with the root key alone " +
+						"(keystore verify without FILE checks the keystore)")
 				}
 				root, err := verifyFlags.rootKey()
 				if err != nil {

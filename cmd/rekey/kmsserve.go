@@ -308,8 +308,7 @@ func (f *kmsServeFlags) podIdentityOptions(creds awsapi.Credentials) (*awsapi.Po
 	}
 	for id := range creds {
 		if podidentity.IsSessionKeyID(id) {
-			return nil, fmt.Errorf("%w: %s: access key id %s has the form of a session's (%s and 20 characters): rename it",
-				errUsage, f.credsFile, id, podidentity.KeyIDPrefix)
+			return nil, usageErrorf("%s: access key id %s has the form of a session's (%s and 20 characters): rename it", f.credsFile, id, podidentity.KeyIDPrefix)
 		}
 	}
 	root, err := f.engine.rootKey()
@@ -408,8 +407,8 @@ func (f *kmsServeFlags) access() (awsapi.Credentials, *awsapi.Policy, error) {
 	}
 	if f.policyFile == "" {
 		if len(creds) != 1 {
-			return nil, nil, fmt.Errorf("%w: %s holds %d access keys: give --policy-file to say what each may do "+
-				"(without one, the only access key is an admin)", errUsage, f.credsFile, len(creds))
+			return nil, nil, usageErrorf("%s holds %d access keys: give --policy-file to say what each may do "+
+				"(without one, the only access key is an admin)", f.credsFile, len(creds))
 		}
 		return creds, nil, nil
 	}
@@ -522,8 +521,8 @@ func requireLoopback(ctx context.Context, listen string) error {
 		return fmt.Errorf("%w: --listen %s: %w", errUsage, listen, err)
 	}
 	if !ok {
-		return fmt.Errorf("%w: --listen %s is not a loopback address: plain HTTP is only served on loopback; "+
-			"give --tls-cert-file and --tls-key-file", errUsage, listen)
+		return usageErrorf("--listen %s is not a loopback address: plain HTTP is only served on loopback; "+
+			"give --tls-cert-file and --tls-key-file", listen)
 	}
 	return nil
 }

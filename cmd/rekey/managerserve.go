@@ -49,8 +49,8 @@ func (o *controllerOptions) metricsServerOptions(ctx context.Context) (metricsse
 			return opts, fmt.Errorf("%w: --metrics-bind-address %s: %w", errUsage, o.metricsAddr, err)
 		}
 		if !ok {
-			return opts, fmt.Errorf("%w: --metrics-bind-address %s is not a loopback address: "+
-				"plain HTTP metrics (--metrics-secure=false) are only served on loopback", errUsage, o.metricsAddr)
+			return opts, usageErrorf("--metrics-bind-address %s is not a loopback address: "+
+				"plain HTTP metrics (--metrics-secure=false) are only served on loopback", o.metricsAddr)
 		}
 		return opts, nil
 	}
