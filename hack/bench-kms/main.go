@@ -56,6 +56,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -364,37 +365,54 @@ func setup(ctx context.Context, url string, size int, roots *x509.CertPool) (*aw
 		DestinationKeyId: dst.KeyMetadata.Arn, DestinationEncryptionContext: ec}, nil
 }
 
-func run(rekeyBin string, d, warmup time.Duration, rounds, clients, size, gogc int, withTLS bool) error {
-	ctx := context.Background()
-	dir, err := os.MkdirTemp("", "rekey-bench-kms-")
-	if err != nil {
-		return err
+// workDir makes a run's temporary directory: a fresh root key
+// (root.key), the load and admin access keys (creds), policy
+// (policy.json) and the files of more, all mode 0600, and an empty
+// keystore for each name in keystores (rekey keystore init: kms serve
+// opens only an existing one). remove deletes it.
+func workDir(rekeyBin, prefix, policy string, more map[string]string, keystores ...string) (dir string, remove func(), err error) {
+	if dir, err = os.MkdirTemp("", prefix); err != nil {
+		return "", nil, err
 	}
-	defer func() { _ = os.RemoveAll(dir) }()
+	remove = func() { _ = os.RemoveAll(dir) }
 	root, err := keystore.GenerateRootKey()
 	if err != nil {
+		remove()
+		return "", nil, err
+	}
+	files := map[string]string{
+		"root.key":    root,
+		"creds":       akid + " " + secret + "\n" + adminAKID + " " + adminSecret + "\n",
+		"policy.json": policy,
+	}
+	maps.Copy(files, more)
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+			remove()
+			return "", nil, err
+		}
+	}
+	for _, ks := range keystores {
+		if out, err := exec.Command(rekeyBin, "keystore", "init", "--keystore", filepath.Join(dir, ks),
+			"--root-key-file", filepath.Join(dir, "root.key")).CombinedOutput(); err != nil {
+			remove()
+			return "", nil, fmt.Errorf("rekey keystore init: %w: %s", err, out)
+		}
+	}
+	return dir, remove, nil
+}
+
+func run(rekeyBin string, d, warmup time.Duration, rounds, clients, size, gogc int, withTLS bool) error {
+	ctx := context.Background()
+	// The TLS server has a keystore (and an audit log) of its own.
+	dir, remove, err := workDir(rekeyBin, "rekey-bench-kms-", policy, nil, "keys.rks", "keys-tls.rks")
+	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "root.key"), []byte(root), 0o600); err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "creds"), []byte(akid+" "+secret+"\n"+adminAKID+" "+adminSecret+"\n"), 0o600); err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "policy.json"), []byte(policy), 0o600); err != nil {
-		return err
-	}
+	defer remove()
 	certFile, keyFile, roots, err := testcert.Write(dir)
 	if err != nil {
 		return err
-	}
-	// kms serve opens an existing keystore; only rekey keystore init makes one.
-	// The TLS server has a keystore (and an audit log) of its own.
-	for _, ks := range []string{"keys.rks", "keys-tls.rks"} {
-		if out, err := exec.Command(rekeyBin, "keystore", "init", "--keystore", filepath.Join(dir, ks),
-			"--root-key-file", filepath.Join(dir, "root.key")).CombinedOutput(); err != nil {
-			return fmt.Errorf("rekey keystore init: %w: %s", err, out)
-		}
 	}
 	self, err := os.Executable()
 	if err != nil {

@@ -69,31 +69,12 @@ current-context: none
 // per Decrypt, as run does for ReEncrypt.
 func runDecryptSession(rekeyBin string, d, warmup time.Duration, clients, size, gogc int) error {
 	ctx := context.Background()
-	dir, err := os.MkdirTemp("", "rekey-bench-kms-session-")
+	dir, remove, err := workDir(rekeyBin, "rekey-bench-kms-session-", decryptPolicy, map[string]string{"kubeconfig": unreachableKubeconfig}, "keys.rks")
 	if err != nil {
 		return err
 	}
-	defer func() { _ = os.RemoveAll(dir) }()
-	root, err := keystore.GenerateRootKey()
-	if err != nil {
-		return err
-	}
-	files := map[string]string{
-		"root.key":    root,
-		"creds":       akid + " " + secret + "\n" + adminAKID + " " + adminSecret + "\n",
-		"policy.json": decryptPolicy,
-		"kubeconfig":  unreachableKubeconfig,
-	}
-	for name, content := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
-			return err
-		}
-	}
+	defer remove()
 	rootFile := filepath.Join(dir, "root.key")
-	if out, err := exec.Command(rekeyBin, "keystore", "init", "--keystore", filepath.Join(dir, "keys.rks"),
-		"--root-key-file", rootFile).CombinedOutput(); err != nil {
-		return fmt.Errorf("rekey keystore init: %w: %s", err, out)
-	}
 	rk, err := keystore.ReadRootKeyFile(rootFile)
 	if err != nil {
 		return err
